@@ -1,0 +1,94 @@
+# Airlock build. GNU Make, C17, warnings are errors.
+#
+#   make                 build bin/airlock
+#   make SANITIZE=address,undefined   build into build/sanitize/ with ASan+UBSan
+#   make run             install dependencies, build, start the embedded airlock
+#   make test            install test dependencies, build, run every test
+#   make fuzz            build libFuzzer targets with clang (build/fuzz/)
+
+CC ?= gcc
+PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto libcurl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	-Wmissing-prototypes -Wvla -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(WARN) $(CFLAGS) $(PKG_CFLAGS) -pthread -MMD -MP
+LDLIBS := $(PKG_LIBS) -pthread -lm
+
+ifdef SANITIZE
+BUILD := build/sanitize
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+BIN := $(BUILD)/bin/airlock
+else
+BUILD := build/release
+BIN := bin/airlock
+endif
+
+SRCS := $(shell find src -name '*.c' | sort)
+MAIN_SRC := src/cli/main.c
+LIB_SRCS := $(filter-out $(MAIN_SRC),$(SRCS))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(MAIN_SRC:%.c=$(BUILD)/%.o)
+
+TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+CORPUS_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=$(BUILD)/tests/corpus_%)
+
+.PHONY: all tests run test fuzz clean deps test-deps
+all: $(BIN)
+
+$(BUILD)/lib/libairlock.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(MAIN_OBJ) $(BUILD)/lib/libairlock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Unit tests: one cmocka binary per tests/unit/test_*.c.
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/lib/libairlock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/lib/libairlock.a $(LDLIBS) -lcmocka
+
+# Fuzz corpora as ordinary tests: the fuzz target linked with a main() that
+# feeds it every file of its corpus.
+$(BUILD)/tests/corpus_%: tests/fuzz/fuzz_%.c tests/fuzz/corpus_main.c $(BUILD)/lib/libairlock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/corpus_main.c $(BUILD)/lib/libairlock.a $(LDLIBS)
+
+tests: $(BIN) $(TEST_BINS) $(CORPUS_BINS)
+
+# libFuzzer builds (clang).
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=build/fuzz/fuzz_%)
+fuzz: $(FUZZ_BINS)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+		-o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+deps:
+	scripts/bootstrap.sh build
+
+test-deps:
+	scripts/bootstrap.sh test
+
+run: deps
+	$(MAKE) $(BIN)
+	scripts/run.sh
+
+test: test-deps
+	scripts/test.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

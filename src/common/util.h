@@ -1,0 +1,55 @@
+/*
+ * util.h - small helpers shared by every subsystem: time stamps, hashing,
+ * random identifiers and crash-safe file writes.
+ *
+ * Crash safety: util_write_file_atomic() writes a temporary file in the same
+ * directory, fsyncs it, renames it over the target and fsyncs the directory,
+ * so a reader sees either the old or the new content, never a torn file.
+ */
+#ifndef AL_COMMON_UTIL_H
+#define AL_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define UTIL_SHA256_HEX_LEN 64
+#define UTIL_TIME_LEN 32 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-24T05:19:00.123Z */
+
+/* Current UTC time as RFC 3339 ("2026-11-24T05:19:00Z" style, ms precision). */
+void util_now_rfc3339(char out[UTIL_TIME_LEN]);
+/* Seconds precision, as Kubernetes writes creationTimestamp. */
+void util_now_rfc3339_seconds(char out[UTIL_TIME_LEN]);
+/* Milliseconds on a monotonic clock. */
+int64_t util_monotonic_ms(void);
+/* Parses an RFC 3339 UTC/offset timestamp into Unix seconds. */
+int util_parse_rfc3339(const char *s, int64_t *out);
+
+/* Lower-case hex SHA-256 of a memory block. out must hold 65 bytes. */
+void util_sha256_hex(const void *data, size_t len, char out[UTIL_SHA256_HEX_LEN + 1]);
+/* SHA-256 of a file, streamed; also returns its size. */
+int util_sha256_file(const char *path, char out[UTIL_SHA256_HEX_LEN + 1], uint64_t *size);
+
+/* `nbytes` random bytes from libsodium, hex-encoded into a new string (free it). */
+char *util_random_hex(size_t nbytes);
+/* A Kubernetes-style UUID v4 string (free it). */
+char *util_uuid4(void);
+
+/* mkdir -p with `mode` for created directories. */
+int util_mkdir_p(const char *path, mode_t mode);
+/* rm -rf; a missing path is success. Refuses "/" and "". */
+int util_remove_tree(const char *path);
+/* Crash-safe replace of `path` (see above). */
+int util_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Reads a whole file (at most `max` bytes) into a new NUL-terminated string. */
+int util_read_file(const char *path, size_t max, char **out, size_t *out_len);
+/* fsync a directory so a rename or create in it is durable. */
+int util_fsync_dir(const char *dir);
+int util_path_exists(const char *path);
+/* Joins two path parts with one '/', into a new string (free it). NULL on OOM. */
+char *util_path_join(const char *a, const char *b);
+
+/* Duplicates a string; NULL in -> NULL out; aborts never, returns NULL on OOM. */
+char *util_strdup(const char *s);
+
+#endif
