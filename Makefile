@@ -7,6 +7,7 @@
 #   make fuzz            build libFuzzer targets with clang (build/fuzz/)
 
 CC ?= gcc
+VERSION := 0.1.0
 PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -14,23 +15,24 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	-Wmissing-prototypes -Wvla -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(WARN) $(CFLAGS) $(PKG_CFLAGS) -pthread -MMD -MP
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -DAIRLOCK_VERSION=\"$(VERSION)\" -Isrc $(WARN) $(CFLAGS) $(PKG_CFLAGS) -pthread -MMD -MP
 LDLIBS := $(PKG_LIBS) -pthread -lm
 
 ifdef SANITIZE
-BUILD := build/sanitize
+BUILD ?= build/sanitize
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
 BIN := $(BUILD)/bin/airlock
 else
-BUILD := build/release
+BUILD ?= build/release
 BIN := bin/airlock
 endif
 
 SRCS := $(shell find src -name '*.c' | sort)
 MAIN_SRC := src/cli/main.c
 LIB_SRCS := $(filter-out $(MAIN_SRC),$(SRCS))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/crd_data.o
+CRDS := $(sort $(wildcard deploy/crds/*.yaml))
 MAIN_OBJ := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 
 TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -54,6 +56,13 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The CRDs are embedded verbatim: the C validator interprets their schemas.
+$(BUILD)/gen/crd_data.c: $(CRDS) scripts/embed-crds.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-crds.sh $@
+$(BUILD)/gen/crd_data.o: $(BUILD)/gen/crd_data.c
+	$(CC) $(ALL_CFLAGS) -Wno-missing-variable-declarations -c -o $@ $<
+
 # Unit tests: one cmocka binary per tests/unit/test_*.c.
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/lib/libairlock.a
 	@mkdir -p $(dir $@)
@@ -70,10 +79,13 @@ tests: $(BIN) $(TEST_BINS) $(CORPUS_BINS)
 # libFuzzer builds (clang).
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=build/fuzz/fuzz_%)
 fuzz: $(FUZZ_BINS)
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) build/fuzz/gen/crd_data.c
 	@mkdir -p $(dir $@)
-	clang -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-		-o $@ $< $(LIB_SRCS) $(LDLIBS)
+	clang -std=c17 -D_GNU_SOURCE -DAIRLOCK_VERSION=\"$(VERSION)\" -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+		-o $@ $< $(filter-out src/cli/%,$(LIB_SRCS)) build/fuzz/gen/crd_data.c $(LDLIBS)
+build/fuzz/gen/crd_data.c: $(CRDS) scripts/embed-crds.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-crds.sh $@
 
 deps:
 	scripts/bootstrap.sh build

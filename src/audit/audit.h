@@ -54,7 +54,23 @@ void audit_verifier_init(struct audit_verifier *v);
  * "record 7: expected seq 6 (a record was removed or reordered)". */
 int audit_verifier_feed(struct audit_verifier *v, const json_t *record);
 
-/* Parses one JSON-lines audit record (an export line) and checks its shape. */
+/* Longest export line audit_parse_line accepts (bytes, without the newline). */
+#define AUDIT_LINE_MAX ((size_t)64 * 1024)
+
+/* Parses one JSON-lines audit record (an export line) and checks its shape:
+ * an object with an integer seq >= 1 and string prev and hash. A trailing
+ * "\n" or "\r\n" is ignored. *out is a new reference. Lines longer than
+ * AUDIT_LINE_MAX answer AL_ERR_TOO_LARGE; anything else malformed
+ * AL_ERR_INVALID. */
 int audit_parse_line(const char *line, size_t len, json_t **out);
+
+/* Runs a fresh verifier over an array of records (e.g. store_audit_list's
+ * output). *out_count (may be NULL) is the number of records verified good,
+ * i.e. all of them on success, the ones before the first bad one otherwise. */
+int audit_verify_records(const json_t *records, uint64_t *out_count);
+
+/* Verifies a JSON-lines export file (one record per line, blank lines
+ * ignored) without a server. Messages name the file and line. */
+int audit_verify_file(const char *path, uint64_t *out_count);
 
 #endif

@@ -21,5 +21,6 @@ int cmd_wait(int argc, char **argv);
 int cmd_approve(int argc, char **argv);
 int cmd_reject(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
 
 #endif

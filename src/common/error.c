@@ -19,18 +19,26 @@ int al_error_set(int code, const char *fmt, ...)
 
 int al_error_wrap(int code, const char *fmt, ...)
 {
-	char prefix[AL_ERROR_MSG_MAX];
-	char old[AL_ERROR_MSG_MAX];
+	char msg[AL_ERROR_MSG_MAX];
+	size_t n, m;
 	va_list ap;
 
-	memcpy(old, errmsg, sizeof(old));
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (old[0])
-		snprintf(errmsg, sizeof(errmsg), "%s: %s", prefix, old);
-	else
-		snprintf(errmsg, sizeof(errmsg), "%s", prefix);
+	/* msg + ": " + old message, truncated to fit. */
+	n = strlen(msg);
+	if (errmsg[0] && n + 2 < sizeof(msg)) {
+		memcpy(msg + n, ": ", 2);
+		n += 2;
+		m = strlen(errmsg);
+		if (m > sizeof(msg) - 1 - n)
+			m = sizeof(msg) - 1 - n;
+		memcpy(msg + n, errmsg, m);
+		n += m;
+		msg[n] = '\0';
+	}
+	memcpy(errmsg, msg, n + 1);
 	return code;
 }
 

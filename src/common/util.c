@@ -20,9 +20,8 @@ void util_now_rfc3339(char out[UTIL_TIME_LEN])
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(out, UTIL_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		 tm.tm_sec, ts.tv_nsec / 1000000);
+	size_t n = strftime(out, UTIL_TIME_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, UTIL_TIME_LEN - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 void util_now_rfc3339_seconds(char out[UTIL_TIME_LEN])
@@ -228,8 +227,14 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, mode_
 	const char *p = data;
 	int fd = -1, rc;
 
+	char *rnd = util_random_hex(6);
+
 	buf_init(&tmp, 0);
-	if ((rc = buf_appendf(&tmp, "%s.tmp.%ld", path, (long)getpid())))
+	/* Unique per writer, so two threads replacing one file never share a temp. */
+	rc = rnd ? buf_appendf(&tmp, "%s.tmp.%ld.%s", path, (long)getpid(), rnd)
+		 : al_error_set(AL_ERR_NOMEM, "out of memory");
+	free(rnd);
+	if (rc)
 		goto out;
 	fd = open(tmp.ptr, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0) {
@@ -256,6 +261,7 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, mode_
 	fd = -1;
 	if (rename(tmp.ptr, path) < 0) {
 		rc = al_error_set(AL_ERR_IO, "cannot rename into %s: %s", path, strerror(errno));
+		unlink(tmp.ptr);
 		goto out;
 	}
 	dir = util_strdup(path);

@@ -56,9 +56,17 @@ int resource_validate_status(enum resource_kind kind, const json_t *status);
 /* Kind of a parsed object (from its "kind" field). */
 int resource_kind_of(const json_t *obj, enum resource_kind *out);
 
-/* Convenience accessors; return NULL/"" when absent (borrowed strings). */
+/* Convenience accessors; return NULL/"" when absent (borrowed strings).
+ * resource_name/resource_namespace return "" when absent; resource_string_at
+ * (e.g. "spec.project.id") returns NULL when absent or not a string. */
 const char *resource_name(const json_t *obj);
 const char *resource_namespace(const json_t *obj);
 const char *resource_string_at(const json_t *obj, const char *dotted_path);
+
+/* Kubernetes name rules, as the API server applies them (1 = valid). */
+int resource_is_dns_label(const char *s);      /* RFC 1123 label, <= 63: namespaces */
+int resource_is_dns_subdomain(const char *s);  /* RFC 1123 subdomain, <= 253: names */
+int resource_is_qualified_name(const char *s); /* [prefix/]name: label and annotation keys */
+int resource_is_label_value(const char *s);    /* empty, or <= 63 [A-Za-z0-9_.-] */
 
 #endif

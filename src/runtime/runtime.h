@@ -60,13 +60,22 @@ struct runtime {
 };
 
 /* Local runtime rooted at state_dir (jobs/, secrets/), staging_root and
- * workspace_root. `self_exe` is the airlock binary used as the job shim. */
+ * workspace_root. `self_exe` is the airlock binary used as the job shim
+ * (`<self_exe> job-shim <jobdir>`); NULL means this very executable.
+ * staging_root and workspace_root must be separate (neither inside the other)
+ * and state_dir must not lie inside either: AL_ERR_INVALID, nothing created.
+ * Jobs started here outlive the runtime handle and the process. */
 int runtime_local_open(struct runtime **out, const char *state_dir, const char *staging_root,
 		       const char *workspace_root, const char *self_exe);
 
+/* AL_OK when `name` can name a volume, secret or job:
+ * ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ and no "..", so it is one safe
+ * path component; else AL_ERR_INVALID naming `what` ("volume", "job" ...). */
+int runtime_check_name(const char *what, const char *name);
+
 int runtime_volume_ensure(struct runtime *rt, enum volume_class cls, const char *name, char **out_path);
 int runtime_volume_delete(struct runtime *rt, enum volume_class cls, const char *name);
-/* Writes `data` (a JSON object of key -> string) where only the job can read
+/* Writes `data` (a JSON object, usually key -> string) where only the job can read
  * it: a file of mode 0600. Returns the file's path. */
 int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data, char **out_path);
 int runtime_secret_delete(struct runtime *rt, const char *name);

@@ -17,6 +17,16 @@
  *    resourceVersion rule, generation unchanged.
  *  - watch returns events after a resourceVersion; a version older than the
  *    retained history answers AL_ERR_CONFLICT ("too old: relist"), like 410.
+ *    So does a version newer than the store's (e.g. after a restore).
+ *    since_rv 0 means "from the first retained event", so it only works
+ *    until history is pruned: list first, then watch from the list's rv.
+ *  - an update or update_status that changes nothing writes nothing (no new
+ *    resourceVersion, no event), as the API server does; its audit entry, if
+ *    given, is still appended.
+ *  - delete of an object with metadata.finalizers only sets
+ *    metadata.deletionTimestamp (a MODIFIED event); the object goes (DELETED)
+ *    when an update leaves its finalizers empty. update also replaces
+ *    metadata.ownerReferences.
  *
  * Audit: every write takes an optional audit entry (see audit/audit.h) which
  * is appended to the hash-chained audit log in the same transaction as the

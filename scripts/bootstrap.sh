@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what airlock needs on a Debian 12 machine.
+#   scripts/bootstrap.sh build   libraries and tools to build and run
+#   scripts/bootstrap.sh test    ... plus what the tests need (Python venv, servers)
+# Idempotent and quiet when everything is already there. Heavy, reusable
+# downloads are cached outside the repository under $AIRLOCK_CACHE
+# (default ~/.cache/airlock), keyed by version.
+set -euo pipefail
+mode=${1:-build}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=${AIRLOCK_CACHE:-$HOME/.cache/airlock}
+mkdir -p "$cache"
+
+build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
+	libsodium-dev libssl-dev libcurl4-openssl-dev sqlite3 ca-certificates)
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv)
+
+want=("${build_pkgs[@]}")
+[ "$mode" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "bootstrap: installing Debian packages: ${missing[*]}"
+	sudo_cmd=""
+	[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo_cmd apt-get update -q </dev/null >/dev/null
+	$sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+fi
+
+if [ "$mode" = test ]; then
+	# Python for pytest end-to-end tests, in a venv cached by requirements hash.
+	req="$here/tests/requirements.txt"
+	key=$(sha256sum "$req" | cut -c1-16)
+	venv="$cache/venv-$key"
+	if [ ! -x "$venv/bin/pytest" ]; then
+		echo "bootstrap: creating Python environment $venv"
+		rm -rf "$venv.tmp"
+		python3 -m venv "$venv.tmp"
+		"$venv.tmp/bin/pip" install -q --disable-pip-version-check -r "$req" </dev/null
+		mv "$venv.tmp" "$venv"
+	fi
+	ln -sfn "$venv" "$cache/venv-current"
+fi

@@ -1,0 +1,100 @@
+/*
+ * airlock run-job: the native job runner (see src/runner/runner.h for the
+ * contract every runner shares).
+ */
+#include "cli/commands.h"
+#include "common/error.h"
+#include "runner/runner.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void run_job_usage(FILE *out)
+{
+	fprintf(out, "usage: airlock run-job --datasource FILE --output DIR [--credentials FILE] [--format csv]\n"
+		     "                       [--quiet]\n\n"
+		     "Collects every spec.objects[].table of an AnalyticsWorkspaceDataSource (JSON or YAML)\n"
+		     "into DIR/<table>.csv (RFC 4180, CRLF, header row) and writes DIR/ro-crate-metadata.json.\n"
+		     "Supported connection types: sqlite (url sqlite:///absolute/path.db).\n"
+		     "The credentials file is a JSON object of key -> string with mode 0600 or stricter.\n"
+		     "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+/* "--name value" or "--name=value". */
+static int take_opt(int argc, char **argv, int *i, const char *name, const char **val)
+{
+	size_t n = strlen(name);
+	if (strncmp(argv[*i], name, n))
+		return 0;
+	if (argv[*i][n] == '=') {
+		*val = argv[*i] + n + 1;
+		return 1;
+	}
+	if (argv[*i][n] != '\0')
+		return 0;
+	if (*i + 1 >= argc) {
+		*val = NULL;
+		return -1;
+	}
+	*val = argv[++*i];
+	return 1;
+}
+
+int cmd_run_job(int argc, char **argv)
+{
+	const char *ds_path = NULL, *out_dir = NULL, *cred_path = NULL, *format = "csv";
+	struct runner_options opts = { .progress = 1 };
+	json_t *ds = NULL, *creds = NULL;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		const char **slot = NULL;
+		const char *v = NULL;
+		int r = 0;
+		static const char *const names[] = { "--datasource", "--output", "--credentials", "--format" };
+		const char **slots[] = { &ds_path, &out_dir, &cred_path, &format };
+
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			run_job_usage(stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+			opts.progress = 0;
+			continue;
+		}
+		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !r; k++)
+			if ((r = take_opt(argc, argv, &i, names[k], &v)))
+				slot = slots[k];
+		if (r < 0) {
+			fprintf(stderr, "airlock run-job: %s needs a value\n", argv[i]);
+			return 2;
+		}
+		if (!r) {
+			fprintf(stderr, "airlock run-job: unknown argument '%s'\n", argv[i]);
+			run_job_usage(stderr);
+			return 2;
+		}
+		*slot = v;
+	}
+	if (!ds_path || !out_dir) {
+		fprintf(stderr, "airlock run-job: --datasource and --output are required\n");
+		run_job_usage(stderr);
+		return 2;
+	}
+	if (strcmp(format, "csv")) {
+		fprintf(stderr, "airlock run-job: --format %s is not supported (supported: csv)\n", format);
+		return 2;
+	}
+	if ((rc = runner_load_datasource(ds_path, &ds)))
+		goto out;
+	if (cred_path && (rc = runner_load_credentials(cred_path, &creds)))
+		goto out;
+	opts.output_dir = out_dir;
+	rc = runner_run(ds, creds, &opts);
+out:
+	if (rc)
+		fprintf(stderr, "airlock run-job: %s\n", al_error_message());
+	runner_credentials_free(creds);
+	json_decref(ds);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,262 @@
+#include "config/config.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "resource/resource.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const default_extensions[] = {
+	"csv", "tsv", "txt", "json", "jsonl", "parquet", "xlsx", "xls", "pdf", "md", "xml",
+	"yaml", "yml", "gz", "zip", "sav", "dta", "rds", "rdata", "sas7bdat", "feather", "arrow",
+	"png", "jpg", "jpeg", "tif", "tiff", "dcm", "nii", "vcf", "bam", "fastq", "fasta", NULL
+};
+
+/* Absolute form of `p` (which need not exist). */
+static char *absolute_path(const char *p)
+{
+	char cwd[PATH_MAX];
+	if (p[0] == '/')
+		return util_strdup(p);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	if (p[0] == '.' && (p[1] == '\0'))
+		return util_strdup(cwd);
+	if (p[0] == '.' && p[1] == '/')
+		p += 2;
+	return util_path_join(cwd, p);
+}
+
+static int set_path(char **slot, const char *value)
+{
+	char *abs = absolute_path(value);
+	if (!abs)
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	free(*slot);
+	*slot = abs;
+	return AL_OK;
+}
+
+int config_set_data_dir(struct airlock_config *cfg, const char *dir)
+{
+	char *staging, *ws;
+	int rc;
+	if ((rc = set_path(&cfg->data_dir, dir)))
+		return rc;
+	staging = util_path_join(cfg->data_dir, "staging");
+	ws = util_path_join(cfg->data_dir, "workspaces");
+	if (!staging || !ws) {
+		free(staging);
+		free(ws);
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	free(cfg->staging_root);
+	free(cfg->workspace_root);
+	cfg->staging_root = staging;
+	cfg->workspace_root = ws;
+	return AL_OK;
+}
+
+int config_parse_listen(struct airlock_config *cfg, const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	const char *port_s = colon ? colon + 1 : listen;
+	char *end = NULL;
+	long port;
+	char *host;
+
+	errno = 0;
+	port = strtol(port_s, &end, 10);
+	if (!*port_s || errno || *end || port < 0 || port > 65535)
+		return al_error_set(AL_ERR_INVALID, "listen: '%s' is not host:port (e.g. 127.0.0.1:8080)", listen);
+	if (colon && colon != listen) {
+		host = strndup(listen, (size_t)(colon - listen));
+		if (host && host[0] == '[') { /* [::1] */
+			size_t n = strlen(host);
+			memmove(host, host + 1, n);
+			if (n >= 2 && host[n - 2] == ']')
+				host[n - 2] = '\0';
+		}
+	} else {
+		host = util_strdup(cfg->listen_address ? cfg->listen_address : "127.0.0.1");
+	}
+	if (!host)
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	free(cfg->listen_address);
+	cfg->listen_address = host;
+	cfg->port = (unsigned short)port;
+	return AL_OK;
+}
+
+static int get_uint(const json_t *obj, const char *key, const char *where, uint64_t min, uint64_t max,
+		    uint64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return AL_OK;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min ||
+	    (uint64_t)json_integer_value(v) > max)
+		return al_error_set(AL_ERR_INVALID, "%s.%s: must be a whole number from %llu to %llu", where, key,
+				    (unsigned long long)min, (unsigned long long)max);
+	*out = (uint64_t)json_integer_value(v);
+	return AL_OK;
+}
+
+static int check_keys(const json_t *obj, const char *where, const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+	if (!json_is_object(obj))
+		return al_error_set(AL_ERR_INVALID, "%s: must be a mapping", where);
+	json_object_foreach((json_t *)obj, key, v) {
+		int ok = 0;
+		for (size_t i = 0; allowed[i]; i++)
+			if (!strcmp(key, allowed[i]))
+				ok = 1;
+		if (!ok)
+			return al_error_set(AL_ERR_INVALID, "%s%s%s: unknown setting", where, *where ? "." : "", key);
+	}
+	return AL_OK;
+}
+
+static int apply_file(struct airlock_config *cfg, const json_t *doc)
+{
+	static const char *const top[] = { "listen", "dataDir", "stagingRoot", "workspaceRoot", "gates",
+					   "jobs", "checks", "tokens", NULL };
+	static const char *const jobs_keys[] = { "timeoutSeconds", NULL };
+	static const char *const checks_keys[] = { "maxFileBytes", "maxTotalBytes", "maxFiles",
+						   "allowedExtensions", NULL };
+	static const char *const tokens_keys[] = { "ttlSeconds", NULL };
+	const json_t *v;
+	uint64_t u;
+	int rc;
+
+	if ((rc = check_keys(doc, "", top)))
+		return rc;
+	if ((v = json_object_get(doc, "dataDir"))) {
+		if (!json_is_string(v) || !*json_string_value(v))
+			return al_error_set(AL_ERR_INVALID, "dataDir: must be a path");
+		if ((rc = config_set_data_dir(cfg, json_string_value(v))))
+			return rc;
+	}
+	if ((v = json_object_get(doc, "listen"))) {
+		if (!json_is_string(v))
+			return al_error_set(AL_ERR_INVALID, "listen: must be a string such as 127.0.0.1:8080");
+		if ((rc = config_parse_listen(cfg, json_string_value(v))))
+			return rc;
+	}
+	if ((v = json_object_get(doc, "stagingRoot"))) {
+		if (!json_is_string(v) || !*json_string_value(v))
+			return al_error_set(AL_ERR_INVALID, "stagingRoot: must be a path");
+		if ((rc = set_path(&cfg->staging_root, json_string_value(v))))
+			return rc;
+	}
+	if ((v = json_object_get(doc, "workspaceRoot"))) {
+		if (!json_is_string(v) || !*json_string_value(v))
+			return al_error_set(AL_ERR_INVALID, "workspaceRoot: must be a path");
+		if ((rc = set_path(&cfg->workspace_root, json_string_value(v))))
+			return rc;
+	}
+	if ((v = json_object_get(doc, "gates"))) {
+		struct gates_config g;
+		if ((rc = gates_config_from_json(&g, v)))
+			return rc;
+		gates_config_free(&cfg->gates);
+		cfg->gates = g;
+	}
+	if ((v = json_object_get(doc, "jobs"))) {
+		u = (uint64_t)cfg->job_timeout_seconds;
+		if ((rc = check_keys(v, "jobs", jobs_keys)) ||
+		    (rc = get_uint(v, "timeoutSeconds", "jobs", 1, 7 * 24 * 3600, &u)))
+			return rc;
+		cfg->job_timeout_seconds = (int)u;
+	}
+	if ((v = json_object_get(doc, "checks"))) {
+		json_t *ext = json_object_get(v, "allowedExtensions");
+		if ((rc = check_keys(v, "checks", checks_keys)) ||
+		    (rc = get_uint(v, "maxFileBytes", "checks", 1, UINT64_MAX >> 1, &cfg->max_file_bytes)) ||
+		    (rc = get_uint(v, "maxTotalBytes", "checks", 1, UINT64_MAX >> 1, &cfg->max_total_bytes)) ||
+		    (rc = get_uint(v, "maxFiles", "checks", 1, 100000, &cfg->max_files)))
+			return rc;
+		if (ext) {
+			size_t i;
+			json_t *e;
+			if (!json_is_array(ext))
+				return al_error_set(AL_ERR_INVALID, "checks.allowedExtensions: must be a list");
+			json_array_foreach(ext, i, e)
+				if (!json_is_string(e) || !*json_string_value(e) || strchr(json_string_value(e), '.'))
+					return al_error_set(AL_ERR_INVALID,
+							    "checks.allowedExtensions[%zu]: must be an extension without the dot, e.g. csv", i);
+			json_decref(cfg->allowed_extensions);
+			cfg->allowed_extensions = json_deep_copy(ext);
+		}
+	}
+	if ((v = json_object_get(doc, "tokens"))) {
+		u = (uint64_t)cfg->token_ttl_seconds;
+		if ((rc = check_keys(v, "tokens", tokens_keys)) ||
+		    (rc = get_uint(v, "ttlSeconds", "tokens", 60, 90 * 24 * 3600, &u)))
+			return rc;
+		cfg->token_ttl_seconds = (int)u;
+	}
+	return AL_OK;
+}
+
+int config_load(struct airlock_config *cfg, const char *path)
+{
+	char *text = NULL;
+	size_t len = 0;
+	json_t *doc = NULL;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->port = 8080;
+	cfg->job_timeout_seconds = 3600;
+	cfg->max_file_bytes = (uint64_t)10 << 30;
+	cfg->max_total_bytes = (uint64_t)100 << 30;
+	cfg->max_files = 10000;
+	cfg->token_ttl_seconds = 12 * 3600;
+	cfg->allowed_extensions = json_array();
+	cfg->listen_address = util_strdup("127.0.0.1");
+	if (!cfg->allowed_extensions || !cfg->listen_address) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; default_extensions[i]; i++)
+		json_array_append_new(cfg->allowed_extensions, json_string(default_extensions[i]));
+	if ((rc = gates_config_init_default(&cfg->gates)) || (rc = config_set_data_dir(cfg, "var")))
+		goto fail;
+	if (!path)
+		return AL_OK;
+	if ((rc = util_read_file(path, 1 << 20, &text, &len)))
+		goto fail;
+	if ((rc = resource_parse(text, len, &doc))) {
+		al_error_wrap(rc, "%s", path);
+		goto fail;
+	}
+	if ((rc = apply_file(cfg, doc))) {
+		al_error_wrap(rc, "%s", path);
+		goto fail;
+	}
+	json_decref(doc);
+	free(text);
+	return AL_OK;
+fail:
+	json_decref(doc);
+	free(text);
+	config_free(cfg);
+	return rc;
+}
+
+void config_free(struct airlock_config *cfg)
+{
+	free(cfg->listen_address);
+	free(cfg->data_dir);
+	free(cfg->staging_root);
+	free(cfg->workspace_root);
+	gates_config_free(&cfg->gates);
+	json_decref(cfg->allowed_extensions);
+	memset(cfg, 0, sizeof(*cfg));
+}

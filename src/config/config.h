@@ -1,0 +1,52 @@
+/*
+ * config.h - settings of `airlock serve`, from an optional YAML file.
+ *
+ * Every setting has a sane default, so a new user needs no file at all.
+ * Unknown settings are refused with a message naming them (a typo must not
+ * silently leave a gate open). Paths are made absolute relative to the
+ * current directory.
+ *
+ *   listen: 127.0.0.1:8080
+ *   dataDir: ./var                  # database, job state, keys
+ *   stagingRoot: <dataDir>/staging  # data awaiting approval
+ *   workspaceRoot: <dataDir>/workspaces  # published data; never inside staging
+ *   gates:
+ *     request: []                   # e.g. [{type: information-governance, role: approver}]
+ *     review: [{type: data-approver, role: approver}]
+ *   jobs: {timeoutSeconds: 3600}
+ *   checks: {maxFileBytes: 10737418240, maxTotalBytes: 107374182400, maxFiles: 10000,
+ *            allowedExtensions: [csv, json, parquet, txt, ...]}
+ *   tokens: {ttlSeconds: 43200}
+ */
+#ifndef AL_CONFIG_CONFIG_H
+#define AL_CONFIG_CONFIG_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "gates/gates.h"
+
+struct airlock_config {
+	char *listen_address;       /* "127.0.0.1" */
+	unsigned short port;        /* 8080; 0 = any free port */
+	char *data_dir;
+	char *staging_root;
+	char *workspace_root;
+	struct gates_config gates;
+	int job_timeout_seconds;
+	uint64_t max_file_bytes;
+	uint64_t max_total_bytes;
+	uint64_t max_files;
+	json_t *allowed_extensions; /* array of lower-case extensions without the dot */
+	int token_ttl_seconds;
+};
+
+/* Fills defaults, then applies the file at `path` if not NULL. */
+int config_load(struct airlock_config *cfg, const char *path);
+/* Parses "host:port", ":port" or "port". */
+int config_parse_listen(struct airlock_config *cfg, const char *listen);
+/* Sets dataDir and re-derives the staging/workspace roots that were not set explicitly. */
+int config_set_data_dir(struct airlock_config *cfg, const char *dir);
+void config_free(struct airlock_config *cfg);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * operator.h - the reconcilers. Written once against the store and runtime
+ * interfaces, so the same logic drives directories and child processes in
+ * the embedded mode and PVCs and Jobs in Kubernetes.
+ *
+ * Level-based and idempotent: a reconcile reads the object, looks at what
+ * exists (volumes, jobs), does the next step, and records it through the
+ * gates state machine. Children have deterministic names derived from the
+ * object's uid and attempt, so a reconcile killed at any instant and run
+ * again finds what the first one made and never starts a job twice.
+ */
+#ifndef AL_OPERATOR_OPERATOR_H
+#define AL_OPERATOR_OPERATOR_H
+
+#include <jansson.h>
+
+#include "config/config.h"
+#include "runtime/runtime.h"
+#include "store/store.h"
+
+struct credstore;
+
+#define OPERATOR_ACTOR "airlock-operator"
+
+struct operator_ctx {
+	struct store *store;               /* borrowed */
+	struct runtime *runtime;           /* borrowed */
+	const struct airlock_config *cfg;  /* borrowed */
+	struct credstore *creds;           /* borrowed; source credentials */
+	const char *self_exe;              /* the airlock binary, run as `run-job` */
+};
+
+/* Reconciles one AnalyticsWorkspaceDataSource. *requeue_ms > 0 asks to be
+ * called again after that long (a job is running). AL_ERR_CONFLICT means the
+ * object changed under us: requeue at once. */
+int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, const char *name, int *requeue_ms);
+
+/* Cleans up what a deleted datasource left (staging volume, job, secrets). */
+int operator_cleanup_datasource(struct operator_ctx *ctx, const json_t *deleted);
+
+/* Deterministic child names (new strings; free them). */
+char *operator_volume_name(const json_t *ds);
+char *operator_job_name(const json_t *ds);
+
+struct controller;
+
+/* Starts the controller thread: watches datasources, coalesces keys in a work
+ * queue, resyncs every `resync_seconds`, and calls the reconciler. */
+int controller_start(struct controller **out, struct operator_ctx *ctx, int resync_seconds);
+/* Stops the thread and frees the controller. */
+void controller_stop(struct controller *c);
+/* 1 once the first full list has been reconciled. */
+int controller_synced(struct controller *c);
+
+#endif

@@ -1,0 +1,462 @@
+#include "runner/runner.h"
+#include "common/buf.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "resource/resource.h"
+#include "rocrate/rocrate.h"
+#include "runner/csv.h"
+#include "runner/source_sqlite.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef AIRLOCK_VERSION
+#define AIRLOCK_VERSION "dev"
+#endif
+
+#define SUPPORTED_TYPES "sqlite"
+#define PLANNED_TYPES "postgresql, mysql, https and databricks are planned"
+
+/* One spec.objects[] entry, resolved. */
+struct task {
+	const char *table;
+	const char *connection;
+	size_t source; /* index into job.sources */
+};
+
+/* One opened connection (each gives one snapshot for all its tables). */
+struct source {
+	const char *name;
+	const char *type;
+	struct source_sqlite *sqlite;
+};
+
+struct job {
+	struct task *tasks;
+	size_t ntasks;
+	struct source *sources;
+	size_t nsources;
+};
+
+int runner_load_datasource(const char *path, json_t **out)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	if ((rc = util_read_file(path, RESOURCE_MAX_DOCUMENT, &text, &len)))
+		return al_error_wrap(rc, "datasource file");
+	rc = resource_parse(text, len, out);
+	free(text);
+	if (rc)
+		return al_error_wrap(rc, "datasource file %s", path);
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return al_error_set(AL_ERR_INVALID, "datasource file %s: expected an AnalyticsWorkspaceDataSource "
+						    "object", path);
+	}
+	return AL_OK;
+}
+
+int runner_load_credentials(const char *path, json_t **out)
+{
+	struct stat st;
+	struct buf b;
+	char chunk[4096];
+	json_error_t jerr;
+	const char *key;
+	json_t *v, *obj = NULL;
+	ssize_t n;
+	int fd, rc = AL_OK;
+
+	*out = NULL;
+	/* Kubernetes mounts Secret keys as symlinks into ..data/: follow them,
+	 * then judge the file actually opened. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return al_error_set(AL_ERR_IO, "credentials file %s: cannot open: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return al_error_set(AL_ERR_INVALID, "credentials file %s is not a regular file", path);
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		return al_error_set(AL_ERR_FORBIDDEN, "credentials file %s has mode %04o; it must not be readable "
+						      "or writable by group or others (chmod 600 %s)",
+				    path, (unsigned)(st.st_mode & 07777), path);
+	}
+	buf_init(&b, RUNNER_MAX_CREDENTIALS_FILE);
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = al_error_set(AL_ERR_IO, "credentials file %s: cannot read: %s", path, strerror(errno));
+			break;
+		}
+		if ((rc = buf_append(&b, chunk, (size_t)n))) {
+			al_error_wrap(rc, "credentials file %s", path);
+			break;
+		}
+	}
+	close(fd);
+	sodium_memzero(chunk, sizeof(chunk));
+	if (!rc) {
+		obj = json_loadb(b.ptr ? b.ptr : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
+		/* jerr.text may quote the file's content: never show it. */
+		if (!obj || !json_is_object(obj))
+			rc = al_error_set(AL_ERR_INVALID, "credentials file %s: must be a JSON object of key -> "
+							  "string (line %d)", path, obj ? 1 : jerr.line);
+	}
+	if (b.ptr)
+		sodium_memzero(b.ptr, b.cap);
+	buf_free(&b);
+	if (!rc) {
+		json_object_foreach(obj, key, v) {
+			if (!json_is_string(v)) {
+				rc = al_error_set(AL_ERR_INVALID, "credentials file %s: value of '%s' must be a string",
+						  path, key);
+				break;
+			}
+		}
+	}
+	if (rc) {
+		runner_credentials_free(obj);
+		return rc;
+	}
+	*out = obj;
+	return AL_OK;
+}
+
+void runner_credentials_free(json_t *creds)
+{
+	const char *key;
+	json_t *v;
+
+	if (!creds)
+		return;
+	json_object_foreach(creds, key, v) {
+		if (json_is_string(v))
+			sodium_memzero((char *)json_string_value(v), json_string_length(v));
+	}
+	json_decref(creds);
+}
+
+static void job_free(struct job *j)
+{
+	for (size_t i = 0; i < j->nsources; i++)
+		source_sqlite_close(j->sources[i].sqlite);
+	free(j->sources);
+	free(j->tasks);
+}
+
+/* The table name becomes a file name: keep it to one harmless path part. */
+static int check_table_name(size_t i, const char *name)
+{
+	size_t len = strlen(name);
+	if (!len)
+		return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name: must not be empty", i);
+	if (len > RUNNER_MAX_TABLE_NAME)
+		return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name: longer than %d bytes", i,
+				    RUNNER_MAX_TABLE_NAME);
+	if (name[0] == '.' || strchr(name, '/'))
+		return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name '%s': must not start with '.' "
+						    "or contain '/' (it names the output file)", i, name);
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name: contains a control "
+							    "character", i);
+	if (csv_utf8_valid_prefix(name, len) != len)
+		return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name: not valid UTF-8", i);
+	return AL_OK;
+}
+
+static int plan(const json_t *spec, struct job *j)
+{
+	json_t *conns = json_object_get(spec, "connections");
+	json_t *objects = json_object_get(spec, "objects");
+	size_t i, k;
+
+	if (!json_is_array(objects) || !json_array_size(objects))
+		return al_error_set(AL_ERR_INVALID, "spec.objects: the datasource lists no tables to collect");
+	if (!json_is_array(conns) || !json_array_size(conns))
+		return al_error_set(AL_ERR_INVALID, "spec.connections: the datasource lists no connections");
+	j->tasks = calloc(json_array_size(objects), sizeof(*j->tasks));
+	j->sources = calloc(json_array_size(conns), sizeof(*j->sources));
+	if (!j->tasks || !j->sources)
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	for (i = 0; i < json_array_size(objects); i++) {
+		json_t *table = json_object_get(json_array_get(objects, i), "table");
+		const char *name = json_string_value(json_object_get(table, "name"));
+		const char *conn = json_string_value(json_object_get(table, "connection"));
+		json_t *c = NULL;
+		size_t ci;
+		int rc;
+
+		if (!json_is_object(table))
+			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu]: needs table{name, connection} "
+							    "(only tables are supported)", i);
+		if (!name)
+			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name: Required value", i);
+		if (!conn)
+			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.connection: Required value", i);
+		if ((rc = check_table_name(i, name)))
+			return rc;
+		for (k = 0; k < j->ntasks; k++)
+			if (!strcasecmp(j->tasks[k].table, name))
+				return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name '%s': collected "
+								    "twice (objects[%zu]); table names must be "
+								    "unique as they name the output files", i, name, k);
+		for (ci = 0; ci < json_array_size(conns); ci++) {
+			const char *cn = json_string_value(json_object_get(json_array_get(conns, ci), "name"));
+			if (cn && !strcmp(cn, conn)) {
+				c = json_array_get(conns, ci);
+				break;
+			}
+		}
+		if (!c)
+			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.connection: no connection named "
+							    "'%s' in spec.connections", i, conn);
+		{
+			const char *type = json_string_value(json_object_get(c, "type"));
+			if (!type)
+				return al_error_set(AL_ERR_INVALID, "spec.connections[%zu].type: Required value", ci);
+			if (strcmp(type, "sqlite"))
+				return al_error_set(AL_ERR_INVALID, "spec.connections[%zu] '%s': connection type '%s' is "
+								    "not supported by " RUNNER_NAME " (supported: "
+								    SUPPORTED_TYPES "; " PLANNED_TYPES ")",
+						    ci, conn, type);
+			for (k = 0; k < j->nsources; k++)
+				if (!strcmp(j->sources[k].name, conn))
+					break;
+			if (k == j->nsources) {
+				j->sources[k].name = conn;
+				j->sources[k].type = type;
+				j->nsources++;
+			}
+		}
+		j->tasks[j->ntasks].table = name;
+		j->tasks[j->ntasks].connection = conn;
+		j->tasks[j->ntasks].source = k;
+		j->ntasks++;
+	}
+	return AL_OK;
+}
+
+static int open_sources(const json_t *spec, struct job *j)
+{
+	json_t *conns = json_object_get(spec, "connections");
+	int rc;
+
+	for (size_t k = 0; k < j->nsources; k++) {
+		const char *url = NULL;
+		for (size_t ci = 0; ci < json_array_size(conns); ci++) {
+			json_t *c = json_array_get(conns, ci);
+			const char *cn = json_string_value(json_object_get(c, "name"));
+			if (cn && !strcmp(cn, j->sources[k].name))
+				url = json_string_value(json_object_get(c, "url"));
+		}
+		if (!url)
+			return al_error_set(AL_ERR_INVALID, "connection '%s': url: Required value (for sqlite, "
+							    "sqlite:///absolute/path.db)", j->sources[k].name);
+		if ((rc = source_sqlite_open(&j->sources[k].sqlite, url)))
+			return al_error_wrap(rc, "connection '%s'", j->sources[k].name);
+	}
+	for (size_t i = 0; i < j->ntasks; i++)
+		if ((rc = source_sqlite_check_table(j->sources[j->tasks[i].source].sqlite, j->tasks[i].table)))
+			return al_error_wrap(rc, "connection '%s'", j->tasks[i].connection);
+	return AL_OK;
+}
+
+static void progress_line(void *ctx, const char *table, uint64_t rows)
+{
+	(void)ctx;
+	fprintf(stderr, "%s: %llu rows ...\n", table, (unsigned long long)rows);
+}
+
+static int export_one(struct job *j, size_t i, const struct runner_options *opts, json_t *extras)
+{
+	struct task *t = &j->tasks[i];
+	struct csv_writer w = { .fd = -1 };
+	json_t *columns = NULL, *x;
+	char *final = NULL, *part = NULL;
+	struct buf name;
+	uint64_t rows = 0;
+	int64_t t0 = util_monotonic_ms();
+	int fd = -1, rc;
+
+	buf_init(&name, 4096);
+	if ((rc = buf_appendf(&name, "%s.csv", t->table)))
+		goto out;
+	final = util_path_join(opts->output_dir, name.ptr);
+	if ((rc = buf_appends(&name, ".part")))
+		goto out;
+	part = util_path_join(opts->output_dir, name.ptr);
+	if (!final || !part) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = al_error_set(AL_ERR_IO, "cannot create %s: %s", part, strerror(errno));
+		goto out;
+	}
+	if ((rc = csv_writer_init(&w, fd, opts->buffer_size)))
+		goto out;
+	if ((rc = source_sqlite_export(j->sources[t->source].sqlite, t->table, &w,
+				       opts->progress ? progress_line : NULL, NULL, &columns, &rows)))
+		goto out;
+	if ((rc = csv_writer_flush(&w)))
+		goto out;
+	if (fsync(fd) < 0) {
+		rc = al_error_set(AL_ERR_IO, "cannot sync %s: %s", part, strerror(errno));
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		rc = al_error_set(AL_ERR_IO, "cannot close %s: %s", part, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(part, final) < 0) {
+		rc = al_error_set(AL_ERR_IO, "cannot rename %s to %s: %s", part, final, strerror(errno));
+		goto out;
+	}
+	x = json_pack("{s:I, s:O}", "rowCount", (json_int_t)rows, "columns", columns);
+	name.ptr[name.len - 5] = '\0'; /* "<table>.csv": the crate's path of the file */
+	if (!x || json_object_set_new(extras, name.ptr, x)) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (opts->progress) {
+		int64_t ms = util_monotonic_ms() - t0;
+		fprintf(stderr, "%s: %llu rows, %zu columns written to %s.csv (%lld.%03lld s)\n", t->table,
+			(unsigned long long)rows, json_array_size(columns), t->table, (long long)(ms / 1000),
+			(long long)(ms % 1000));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc && part)
+		unlink(part);
+	csv_writer_free(&w);
+	json_decref(columns);
+	free(final);
+	free(part);
+	buf_free(&name);
+	return rc;
+}
+
+/* Secret-free description of what was read: types, database base names, tables. */
+static int describe_sources(const struct job *j, struct buf *name, struct buf *desc, json_t **extra)
+{
+	json_t *tables = json_array(), *dbs = json_array(), *types = json_array();
+	int rc = AL_OK;
+
+	*extra = NULL;
+	if (!tables || !dbs || !types) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t k = 0; !rc && k < j->nsources; k++) {
+		const char *base = j->sources[k].sqlite ? source_sqlite_basename(j->sources[k].sqlite) : "?";
+		if (j->nsources == 1)
+			rc = buf_appendf(name, "%s database %s", j->sources[k].type, base);
+		rc = rc ? rc : buf_appendf(desc, "%s%s database %s", k ? "; " : "", j->sources[k].type, base);
+		if (!rc && (json_array_append_new(dbs, json_string(base)) ||
+			    json_array_append_new(types, json_string(j->sources[k].type))))
+			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	if (!rc && j->nsources != 1)
+		rc = buf_appendf(name, "%zu source databases", j->nsources);
+	rc = rc ? rc : buf_appends(desc, ", read in one transaction per database; tables: ");
+	for (size_t i = 0; !rc && i < j->ntasks; i++) {
+		rc = buf_appendf(desc, "%s%s", i ? ", " : "", j->tasks[i].table);
+		if (!rc && json_array_append_new(tables, json_string(j->tasks[i].table)))
+			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	if (!rc) {
+		*extra = json_pack("{s:O, s:O, s:O}", "airlock:connectionTypes", types, "airlock:databases", dbs,
+				   "airlock:tables", tables);
+		if (!*extra)
+			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+out:
+	json_decref(tables);
+	json_decref(dbs);
+	json_decref(types);
+	return rc;
+}
+
+int runner_run(const json_t *datasource, const json_t *credentials, const struct runner_options *opts)
+{
+	const json_t *spec;
+	struct job j = { 0 };
+	json_t *extras = NULL, *source_extra = NULL;
+	struct buf sname, sdesc;
+	char start[UTIL_TIME_LEN], end[UTIL_TIME_LEN];
+	char errmsg[AL_ERROR_MSG_MAX];
+	size_t i;
+	int rc, crc;
+
+	(void)credentials; /* sqlite needs none; network sources will look up userKey/passwordKey */
+	buf_init(&sname, 64 << 10);
+	buf_init(&sdesc, 1 << 20);
+	util_now_rfc3339(start);
+	if (!opts || !opts->output_dir || !*opts->output_dir) {
+		rc = al_error_set(AL_ERR_INVALID, "no output directory given (--output DIR)");
+		goto out;
+	}
+	spec = json_object_get(datasource, "spec");
+	if (!json_is_object(spec))
+		spec = datasource;
+	/* Everything that can be checked is checked before anything is written. */
+	if ((rc = plan(spec, &j)) || (rc = open_sources(spec, &j)))
+		goto out;
+	if ((rc = util_mkdir_p(opts->output_dir, 0755)))
+		goto out;
+	if (!(extras = json_object())) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < j.ntasks; i++)
+		if ((rc = export_one(&j, i, opts, extras)))
+			break;
+	if (!rc)
+		rc = util_fsync_dir(opts->output_dir);
+	snprintf(errmsg, sizeof(errmsg), "%s", rc ? al_error_message() : "");
+	util_now_rfc3339(end);
+	if ((crc = describe_sources(&j, &sname, &sdesc, &source_extra)) == AL_OK) {
+		struct rocrate_action a = {
+			.runner_name = RUNNER_NAME,
+			.runner_version = AIRLOCK_VERSION,
+			.start_time = start,
+			.end_time = end,
+			.succeeded = rc == AL_OK,
+			.error = rc ? errmsg : NULL,
+			.source_name = buf_cstr(&sname),
+			.source_description = buf_cstr(&sdesc),
+			.source_extra = source_extra,
+		};
+		crc = rocrate_write(opts->output_dir, datasource, &a, extras);
+	}
+	if (rc)
+		al_error_set(rc, "%s", errmsg); /* the first error is the one to report */
+	else
+		rc = crc;
+out:
+	json_decref(extras);
+	json_decref(source_extra);
+	job_free(&j);
+	buf_free(&sname);
+	buf_free(&sdesc);
+	return rc;
+}

@@ -1,0 +1,291 @@
+#include "runner/source_sqlite.h"
+#include "common/buf.h"
+#include "common/error.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* How many table names a "not found" message lists before "and N more". */
+#define LIST_TABLES_MAX 30
+#define PROGRESS_EVERY_ROWS 8192
+#define PROGRESS_INTERVAL_MS 1000
+
+struct source_sqlite {
+	sqlite3 *db;
+	char *path;
+	const char *base;
+	int in_txn;
+};
+
+int source_sqlite_path_from_url(const char *url, char **path)
+{
+	const char *p = url;
+
+	*path = NULL;
+	if (!url || !*url)
+		return al_error_set(AL_ERR_INVALID, "sqlite connection has no url; give a path such as "
+						    "sqlite:///data/source.db");
+	if (!strncmp(p, "sqlite:", 7)) {
+		p += 7;
+		if (!strncmp(p, "///", 3)) {
+			p += 2; /* keep one '/': absolute path; "////abs" collapses below */
+			while (p[0] == '/' && p[1] == '/')
+				p++;
+		} else if (!strncmp(p, "//", 2)) {
+			p += 2;
+		}
+	}
+	if (!*p || !strcmp(p, ":memory:"))
+		return al_error_set(AL_ERR_INVALID, "sqlite connection url names no database file; use "
+						    "sqlite:///absolute/path.db");
+	*path = util_strdup(p);
+	return *path ? AL_OK : al_error_set(AL_ERR_NOMEM, "out of memory");
+}
+
+static int db_error(struct source_sqlite *s, const char *what)
+{
+	return al_error_set(AL_ERR_IO, "sqlite database %s: %s: %s", s->base, what, sqlite3_errmsg(s->db));
+}
+
+int source_sqlite_open(struct source_sqlite **out, const char *url)
+{
+	struct source_sqlite *s;
+	struct stat st;
+	const char *slash;
+	int rc;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	if ((rc = source_sqlite_path_from_url(url, &s->path)))
+		goto fail;
+	slash = strrchr(s->path, '/');
+	s->base = slash ? slash + 1 : s->path;
+	/* A clearer message than SQLite's "unable to open database file". */
+	if (stat(s->path, &st) < 0) {
+		rc = al_error_set(errno == ENOENT ? AL_ERR_NOT_FOUND : AL_ERR_IO,
+				  "sqlite database %s: cannot open: %s (check the connection url)", s->path,
+				  strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = al_error_set(AL_ERR_INVALID, "sqlite database %s is not a regular file", s->path);
+		goto fail;
+	}
+	if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		rc = al_error_set(AL_ERR_IO, "sqlite database %s: cannot open: %s", s->path,
+				  s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		goto fail;
+	}
+	/* The source may be untrusted: no functions with side effects from its
+	 * schema (views, generated columns), no writes even through pragmas. */
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+	sqlite3_busy_timeout(s->db, 10000);
+	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = db_error(s, "cannot begin a read transaction");
+		goto fail;
+	}
+	s->in_txn = 1;
+	/* A deferred transaction takes its snapshot at the first read: read now,
+	 * which also proves the file is a database. */
+	if (sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = db_error(s, "cannot read the schema (is it a SQLite database?)");
+		goto fail;
+	}
+	*out = s;
+	return AL_OK;
+fail:
+	source_sqlite_close(s);
+	return rc;
+}
+
+const char *source_sqlite_basename(const struct source_sqlite *s)
+{
+	return s->base;
+}
+
+void source_sqlite_close(struct source_sqlite *s)
+{
+	if (!s)
+		return;
+	if (s->db) {
+		if (s->in_txn)
+			sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+		sqlite3_close_v2(s->db);
+	}
+	free(s->path);
+	free(s);
+}
+
+static int list_tables(struct source_sqlite *s, struct buf *b)
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0, rc = AL_OK, step;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT name FROM sqlite_schema WHERE type IN ('table','view') "
+			       "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, "cannot list tables");
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n < LIST_TABLES_MAX)
+			rc = buf_appendf(b, "%s%s", n ? ", " : "", (const char *)sqlite3_column_text(st, 0));
+		if (rc)
+			break;
+		n++;
+	}
+	if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = db_error(s, "cannot list tables");
+	if (!rc && n > LIST_TABLES_MAX)
+		rc = buf_appendf(b, " and %d more", n - LIST_TABLES_MAX);
+	if (!rc && n == 0)
+		rc = buf_appends(b, "(none)");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int source_sqlite_check_table(struct source_sqlite *s, const char *table)
+{
+	sqlite3_stmt *st = NULL;
+	struct buf names;
+	int step, rc;
+
+	/* Identifiers are case-insensitive in SQLite, so is this lookup. */
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT 1 FROM sqlite_schema WHERE type IN ('table','view') "
+			       "AND name = ?1 COLLATE NOCASE",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, "cannot read the schema");
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (step == SQLITE_ROW)
+		return AL_OK;
+	if (step != SQLITE_DONE)
+		return db_error(s, "cannot read the schema");
+	buf_init(&names, 64 << 10);
+	rc = list_tables(s, &names);
+	if (!rc)
+		rc = al_error_set(AL_ERR_NOT_FOUND, "table '%s' not found in %s; tables present: %s", table,
+				  s->base, buf_cstr(&names));
+	buf_free(&names);
+	return rc;
+}
+
+static int quote_ident(struct buf *b, const char *name)
+{
+	int rc = buf_appendc(b, '"');
+	for (const char *p = name; !rc && *p; p++)
+		rc = *p == '"' ? buf_append(b, "\"\"", 2) : buf_appendc(b, *p);
+	return rc ? rc : buf_appendc(b, '"');
+}
+
+int source_sqlite_export(struct source_sqlite *s, const char *table, struct csv_writer *w,
+			 source_progress_fn progress, void *ctx, json_t **columns, uint64_t *rows)
+{
+	sqlite3_stmt *st = NULL;
+	struct buf sql;
+	json_t *cols = NULL;
+	uint64_t nrows = 0;
+	int64_t last = util_monotonic_ms();
+	int ncol, step, rc;
+
+	*columns = NULL;
+	*rows = 0;
+	buf_init(&sql, 64 << 10);
+	if ((rc = buf_appends(&sql, "SELECT * FROM ")) || (rc = quote_ident(&sql, table)))
+		goto out;
+	if (sqlite3_prepare_v2(s->db, sql.ptr, (int)sql.len, &st, NULL) != SQLITE_OK) {
+		rc = al_error_set(AL_ERR_IO, "table '%s' in %s: cannot query: %s", table, s->base,
+				  sqlite3_errmsg(s->db));
+		goto out;
+	}
+	ncol = sqlite3_column_count(st);
+	cols = json_array();
+	if (!cols) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < ncol; i++) {
+		const char *name = sqlite3_column_name(st, i);
+		json_t *js;
+		if (!name) {
+			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = csv_writer_text(w, name, strlen(name)))) {
+			al_error_wrap(rc, "table '%s' column %d name", table, i + 1);
+			goto out;
+		}
+		if (!(js = json_string(name)) || json_array_append_new(cols, js)) {
+			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if ((rc = csv_writer_end_record(w)))
+		goto out;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		for (int i = 0; i < ncol; i++) {
+			switch (sqlite3_column_type(st, i)) {
+			case SQLITE_INTEGER:
+				rc = csv_writer_int64(w, sqlite3_column_int64(st, i));
+				break;
+			case SQLITE_FLOAT:
+				rc = csv_writer_double(w, sqlite3_column_double(st, i));
+				break;
+			case SQLITE_TEXT: {
+				const char *t = (const char *)sqlite3_column_text(st, i);
+				int n = sqlite3_column_bytes(st, i);
+				if (!t) {
+					rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+					break;
+				}
+				if ((rc = csv_writer_text(w, t, (size_t)n)) == AL_ERR_INVALID)
+					al_error_wrap(rc, "table '%s' row %llu column '%s'", table,
+						      (unsigned long long)nrows + 1, sqlite3_column_name(st, i));
+				break;
+			}
+			case SQLITE_BLOB: {
+				const void *b = sqlite3_column_blob(st, i);
+				int n = sqlite3_column_bytes(st, i);
+				rc = csv_writer_base64(w, b, (size_t)n);
+				break;
+			}
+			default:
+				rc = csv_writer_null(w);
+				break;
+			}
+			if (rc)
+				goto out;
+		}
+		if ((rc = csv_writer_end_record(w)))
+			goto out;
+		nrows++;
+		if (progress && nrows % PROGRESS_EVERY_ROWS == 0) {
+			int64_t now = util_monotonic_ms();
+			if (now - last >= PROGRESS_INTERVAL_MS) {
+				last = now;
+				progress(ctx, table, nrows);
+			}
+		}
+	}
+	if (step != SQLITE_DONE) {
+		rc = al_error_set(AL_ERR_IO, "table '%s' in %s: read failed after %llu rows: %s", table, s->base,
+				  (unsigned long long)nrows, sqlite3_errmsg(s->db));
+		goto out;
+	}
+	*columns = cols;
+	cols = NULL;
+	*rows = nrows;
+out:
+	json_decref(cols);
+	sqlite3_finalize(st);
+	buf_free(&sql);
+	return rc;
+}

@@ -1,0 +1,105 @@
+/*
+ * runtime.c - the runtime interface's dispatch: each runtime_* call checks
+ * its handle and forwards to the implementation's ops table.
+ */
+#include "runtime/runtime.h"
+#include "common/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RUNTIME_NAME_MAX 253
+
+void job_status_free(struct job_status *st)
+{
+	if (!st)
+		return;
+	free(st->reason);
+	free(st->started_at);
+	free(st->finished_at);
+	memset(st, 0, sizeof(*st));
+}
+
+static int name_char(char c, int edge)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+		return 1;
+	return !edge && (c == '-' || c == '.');
+}
+
+int runtime_check_name(const char *what, const char *name)
+{
+	size_t len;
+
+	if (!name || !*name)
+		return al_error_set(AL_ERR_INVALID, "%s name is empty", what);
+	len = strlen(name);
+	if (len > RUNTIME_NAME_MAX)
+		return al_error_set(AL_ERR_INVALID, "%s name is %zu characters long; at most %d are allowed",
+				    what, len, RUNTIME_NAME_MAX);
+	for (size_t i = 0; i < len; i++) {
+		if (!name_char(name[i], i == 0 || i == len - 1))
+			return al_error_set(AL_ERR_INVALID,
+					    "%s name '%.*s' is not allowed: use lower-case letters, digits, '-' "
+					    "and '.', starting and ending with a letter or digit",
+					    what, (int)(len > 80 ? 80 : len), name);
+	}
+	if (strstr(name, ".."))
+		return al_error_set(AL_ERR_INVALID, "%s name '%s' must not contain '..'", what, name);
+	return AL_OK;
+}
+
+#define DISPATCH(rt, fn, ...)                                                                      \
+	do {                                                                                       \
+		if (!(rt) || !(rt)->ops)                                                           \
+			return al_error_set(AL_ERR_INVALID, "runtime is not open");                \
+		if (!(rt)->ops->fn)                                                                \
+			return al_error_set(AL_ERR_INTERNAL, "this runtime does not support " #fn); \
+		return (rt)->ops->fn((rt), __VA_ARGS__);                                           \
+	} while (0)
+
+int runtime_volume_ensure(struct runtime *rt, enum volume_class cls, const char *name, char **out_path)
+{
+	DISPATCH(rt, volume_ensure, cls, name, out_path);
+}
+
+int runtime_volume_delete(struct runtime *rt, enum volume_class cls, const char *name)
+{
+	DISPATCH(rt, volume_delete, cls, name);
+}
+
+int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data, char **out_path)
+{
+	DISPATCH(rt, secret_ensure, name, data, out_path);
+}
+
+int runtime_secret_delete(struct runtime *rt, const char *name)
+{
+	DISPATCH(rt, secret_delete, name);
+}
+
+int runtime_job_start(struct runtime *rt, const struct job_spec *spec)
+{
+	DISPATCH(rt, job_start, spec);
+}
+
+int runtime_job_get(struct runtime *rt, const char *name, struct job_status *out)
+{
+	DISPATCH(rt, job_get, name, out);
+}
+
+int runtime_job_logs(struct runtime *rt, const char *name, char **out)
+{
+	DISPATCH(rt, job_logs, name, out);
+}
+
+int runtime_job_delete(struct runtime *rt, const char *name)
+{
+	DISPATCH(rt, job_delete, name);
+}
+
+void runtime_close(struct runtime *rt)
+{
+	if (rt && rt->ops && rt->ops->close)
+		rt->ops->close(rt);
+}
