@@ -585,7 +585,10 @@ static int guard_publish(struct gate_ctx *c)
 /* Purging keeps the rejection's reason in view of the requester. */
 static int guard_keep_message(struct gate_ctx *c)
 {
-	c->reason = json_string_value(json_object_get(c->status, "message"));
+	/* gates_apply rewrites status.message from this reason, which frees the
+	 * old string: keep it alive for the audit record. */
+	c->hold = json_incref(json_object_get(c->status, "message"));
+	c->reason = json_string_value(c->hold);
 	return AL_OK;
 }
 
@@ -597,6 +600,10 @@ static int guard_retry(struct gate_ctx *c)
 
 	if (json_object_set_new(c->status, "attempt", json_integer(attempt < 1 ? 2 : attempt + 1)) < 0)
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	/* The audit records the failed attempt's digest, which lives in the
+	 * manifest removed below: keep it alive. */
+	c->hold = json_incref(json_object_get(c->status, "manifest"));
+	c->digest = status_manifest_digest(c->status);
 	json_object_del(c->status, "job");
 	json_object_del(c->status, "manifest");
 	json_object_del(c->status, "checks");
@@ -740,20 +747,19 @@ int gates_apply(const struct gates_config *cfg, json_t *obj, enum gate_event ev,
 				  row->system ? "the airlock itself" : "a person");
 		goto out;
 	}
+	/* Guards edit status in place; keep a copy of what was there (if
+	 * anything) to restore on refusal, so a refused event changes nothing. */
 	status = json_object_get(obj, "status");
+	if (status && !(saved_status = json_deep_copy(status))) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	if (!json_is_object(status)) {
 		status = json_object();
 		if (!status || json_object_set_new(obj, "status", status) < 0) {
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
-			goto out;
+			goto restore;
 		}
-	}
-	/* Guards edit status in place; keep a copy to restore on refusal, so a
-	 * refused event changes nothing. */
-	saved_status = json_deep_copy(status);
-	if (!saved_status) {
-		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
-		goto out;
 	}
 	c.cfg = cfg;
 	c.obj = obj;
@@ -763,10 +769,8 @@ int gates_apply(const struct gates_config *cfg, json_t *obj, enum gate_event ev,
 	c.to_stage = row->to_stage;
 	c.to_state = row->to_state;
 	c.digest = status_manifest_digest(status);
-	if (row->guard && (rc = row->guard(&c))) {
-		json_object_set(obj, "status", saved_status);
-		goto out;
-	}
+	if (row->guard && (rc = row->guard(&c)))
+		goto restore;
 	if (c.to_stage && (rc = set_str(status, "stage", c.to_stage)))
 		goto restore;
 	if (c.to_state && (rc = set_str(status, "dataState", c.to_state)))
@@ -800,7 +804,10 @@ int gates_apply(const struct gates_config *cfg, json_t *obj, enum gate_event ev,
 	rc = AL_OK;
 	goto out;
 restore:
-	json_object_set(obj, "status", saved_status);
+	if (saved_status)
+		json_object_set(obj, "status", saved_status);
+	else
+		json_object_del(obj, "status");
 out:
 	json_decref(c.hold);
 	json_decref(saved_status);
