@@ -46,17 +46,22 @@ int config_set_data_dir(struct airlock_config *cfg, const char *dir)
 	int rc;
 	if ((rc = set_path(&cfg->data_dir, dir)))
 		return rc;
-	staging = util_path_join(cfg->data_dir, "staging");
-	ws = util_path_join(cfg->data_dir, "workspaces");
-	if (!staging || !ws) {
+	/* Roots the file set explicitly stay where it put them. */
+	staging = cfg->staging_root_explicit ? NULL : util_path_join(cfg->data_dir, "staging");
+	ws = cfg->workspace_root_explicit ? NULL : util_path_join(cfg->data_dir, "workspaces");
+	if ((!staging && !cfg->staging_root_explicit) || (!ws && !cfg->workspace_root_explicit)) {
 		free(staging);
 		free(ws);
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
 	}
-	free(cfg->staging_root);
-	free(cfg->workspace_root);
-	cfg->staging_root = staging;
-	cfg->workspace_root = ws;
+	if (staging) {
+		free(cfg->staging_root);
+		cfg->staging_root = staging;
+	}
+	if (ws) {
+		free(cfg->workspace_root);
+		cfg->workspace_root = ws;
+	}
 	return AL_OK;
 }
 
@@ -73,12 +78,17 @@ int config_parse_listen(struct airlock_config *cfg, const char *listen)
 	if (!*port_s || errno || *end || port < 0 || port > 65535)
 		return al_error_set(AL_ERR_INVALID, "listen: '%s' is not host:port (e.g. 127.0.0.1:8080)", listen);
 	if (colon && colon != listen) {
-		host = strndup(listen, (size_t)(colon - listen));
-		if (host && host[0] == '[') { /* [::1] */
-			size_t n = strlen(host);
-			memmove(host, host + 1, n);
-			if (n >= 2 && host[n - 2] == ']')
-				host[n - 2] = '\0';
+		size_t n = (size_t)(colon - listen);
+		if (listen[0] == '[') { /* [::1]:8080 */
+			if (n < 3 || listen[n - 1] != ']')
+				return al_error_set(AL_ERR_INVALID, "listen: '%s' is not [IPv6-address]:port", listen);
+			host = strndup(listen + 1, n - 2);
+		} else if (memchr(listen, ':', n)) {
+			/* A bare IPv6 address would be cut at its last ':'. */
+			return al_error_set(AL_ERR_INVALID, "listen: write the IPv6 address in '%s' in brackets, "
+							    "e.g. [::1]:8080", listen);
+		} else {
+			host = strndup(listen, n);
 		}
 	} else {
 		host = util_strdup(cfg->listen_address ? cfg->listen_address : "127.0.0.1");
@@ -153,12 +163,14 @@ static int apply_file(struct airlock_config *cfg, const json_t *doc)
 			return al_error_set(AL_ERR_INVALID, "stagingRoot: must be a path");
 		if ((rc = set_path(&cfg->staging_root, json_string_value(v))))
 			return rc;
+		cfg->staging_root_explicit = 1;
 	}
 	if ((v = json_object_get(doc, "workspaceRoot"))) {
 		if (!json_is_string(v) || !*json_string_value(v))
 			return al_error_set(AL_ERR_INVALID, "workspaceRoot: must be a path");
 		if ((rc = set_path(&cfg->workspace_root, json_string_value(v))))
 			return rc;
+		cfg->workspace_root_explicit = 1;
 	}
 	if ((v = json_object_get(doc, "gates"))) {
 		struct gates_config g;
@@ -190,8 +202,11 @@ static int apply_file(struct airlock_config *cfg, const json_t *doc)
 				if (!json_is_string(e) || !*json_string_value(e) || strchr(json_string_value(e), '.'))
 					return al_error_set(AL_ERR_INVALID,
 							    "checks.allowedExtensions[%zu]: must be an extension without the dot, e.g. csv", i);
+			json_t *copy = json_deep_copy(ext);
+			if (!copy)
+				return al_error_set(AL_ERR_NOMEM, "out of memory");
 			json_decref(cfg->allowed_extensions);
-			cfg->allowed_extensions = json_deep_copy(ext);
+			cfg->allowed_extensions = copy;
 		}
 	}
 	if ((v = json_object_get(doc, "tokens"))) {

@@ -39,6 +39,8 @@ struct airlock_config {
 	uint64_t max_files;
 	json_t *allowed_extensions; /* array of lower-case extensions without the dot */
 	int token_ttl_seconds;
+	int staging_root_explicit;  /* stagingRoot was set: config_set_data_dir keeps it */
+	int workspace_root_explicit;
 };
 
 /* Fills defaults, then applies the file at `path` if not NULL. */
