@@ -348,6 +348,23 @@ char *util_path_join(const char *a, const char *b)
 	return out;
 }
 
+int util_path_escapes(const char *rel)
+{
+	const char *p = rel;
+	if (!rel || rel[0] == '/')
+		return 1;
+	while (*p) {
+		const char *end = strchr(p, '/');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == 2 && p[0] == '.' && p[1] == '.')
+			return 1;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return 0;
+}
+
 char *util_strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;

@@ -49,6 +49,9 @@ int util_path_exists(const char *path);
 /* Joins two path parts with one '/', into a new string (free it). NULL on OOM. */
 char *util_path_join(const char *a, const char *b);
 
+/* 1 if a relative path has a ".." segment or is absolute (could escape a root). */
+int util_path_escapes(const char *rel);
+
 /* Duplicates a string; NULL in -> NULL out; aborts never, returns NULL on OOM. */
 char *util_strdup(const char *s);
 

@@ -212,7 +212,7 @@ static int apply_file(struct airlock_config *cfg, const json_t *doc)
 	if ((v = json_object_get(doc, "tokens"))) {
 		u = (uint64_t)cfg->token_ttl_seconds;
 		if ((rc = check_keys(v, "tokens", tokens_keys)) ||
-		    (rc = get_uint(v, "ttlSeconds", "tokens", 60, 90 * 24 * 3600, &u)))
+		    (rc = get_uint(v, "ttlSeconds", "tokens", 60, 30 * 24 * 3600, &u)))
 			return rc;
 		cfg->token_ttl_seconds = (int)u;
 	}

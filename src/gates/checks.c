@@ -40,7 +40,7 @@ static int name_is_safe(const char *path)
 	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
 		if (*p < 0x20 || *p == 0x7f || *p == '\\')
 			return 0;
-	return strstr(path, "..") == NULL && path[0] != '/';
+	return !util_path_escapes(path);
 }
 
 int checks_run(const struct airlock_config *cfg, const json_t *manifest, json_t **out_checks,

@@ -300,8 +300,6 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 		rc = runtime_job_start(ctx->runtime, &spec);
 		if (rc == AL_ERR_EXISTS)
 			rc = AL_OK; /* started by an earlier attempt of this reconcile */
-		if (!rc)
-			log_info("job %s started", job);
 	}
 	*requeue_ms = 200;
 out:

@@ -132,7 +132,7 @@ int publish_copy_verified(const char *src_dir, const json_t *manifest, const cha
 	json_array_foreach(files, i, f) {
 		const char *rel = json_string_value(json_object_get(f, "path"));
 		char *from, *to, *dir;
-		if (!rel || rel[0] == '/' || strstr(rel, "..")) {
+		if (!rel || util_path_escapes(rel)) {
 			rc = al_error_set(AL_ERR_INVALID, "unsafe path in manifest");
 			goto out;
 		}

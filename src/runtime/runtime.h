@@ -24,7 +24,7 @@ enum volume_class { VOLUME_STAGING = 0, VOLUME_WORKSPACE };
 enum job_phase { JOB_NOT_FOUND = 0, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED };
 
 struct job_spec {
-	const char *name;        /* deterministic, [a-z0-9-], <= 63 chars */
+	const char *name;        /* deterministic; see runtime_check_name() */
 	char *const *argv;       /* argv[0] is the program; NULL-terminated */
 	const char *volume;      /* staging volume name mounted as the job's output (may be NULL) */
 	const char *secret;      /* secret name whose file the job reads (may be NULL) */
