@@ -8,15 +8,18 @@
 
 CC ?= gcc
 VERSION := 0.1.0
-PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto libcurl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# libcurl is compiled against but not linked: src/net/curl_dl.c loads it only in
+# the processes that need an HTTP client, which keeps `airlock serve` small.
+PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	-Wmissing-prototypes -Wvla -Wno-unused-parameter
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE -DAIRLOCK_VERSION=\"$(VERSION)\" -Isrc $(WARN) $(CFLAGS) $(PKG_CFLAGS) -pthread -MMD -MP
-LDLIBS := $(PKG_LIBS) -pthread -lm
+LDLIBS := $(PKG_LIBS) -ldl -pthread -lm
 
 ifdef SANITIZE
 BUILD ?= build/sanitize
@@ -66,7 +69,7 @@ $(BUILD)/gen/crd_data.o: $(BUILD)/gen/crd_data.c
 # Unit tests: one cmocka binary per tests/unit/test_*.c.
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/lib/libairlock.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/lib/libairlock.a $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/lib/libairlock.a $(LDLIBS) $(CURL_LIBS) -lcmocka
 
 # Fuzz corpora as ordinary tests: the fuzz target linked with a main() that
 # feeds it every file of its corpus.

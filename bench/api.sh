@@ -25,7 +25,7 @@
 set -euo pipefail
 
 COUNT=${COUNT:-10000}
-THREADS=${THREADS:-4}
+THREADS=${THREADS:-8}
 REPS=${REPS:-3}
 HEALTH_COUNT=${HEALTH_COUNT:-20000}
 MODES=${MODES:-alternate phases}

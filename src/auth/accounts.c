@@ -38,7 +38,8 @@ static const char *const role_names[] = { "researcher", "data-engineer", "approv
 
 struct accounts {
 	sqlite3 *db;
-	pthread_mutex_t lock; /* guards db */
+	pthread_mutex_t lock; /* guards db and auth_st */
+	sqlite3_stmt *auth_st; /* the per-request token lookup, prepared once */
 
 	/* Bounds concurrent argon2id runs (each takes memlimit bytes). */
 	pthread_mutex_t hash_lock;
@@ -223,6 +224,7 @@ void accounts_close(struct accounts *a)
 {
 	if (!a)
 		return;
+	sqlite3_finalize(a->auth_st);
 	sqlite3_close(a->db);
 	pthread_mutex_destroy(&a->lock);
 	pthread_mutex_destroy(&a->hash_lock);
@@ -630,11 +632,13 @@ int accounts_authenticate(struct accounts *a, const char *token, json_t **out_us
 		return al_error_set(AL_ERR_UNAUTHORIZED, BAD_TOKEN);
 	util_sha256_hex(token, TOKEN_LEN, token_hash);
 	pthread_mutex_lock(&a->lock);
-	if ((rc = authdb_prepare(a->db,
+	if (!a->auth_st &&
+	    (rc = authdb_prepare(a->db,
 				 "SELECT u.username, u.roles, u.created_at, u.disabled, t.expires_at "
 				 "FROM tokens t JOIN users u ON u.username = t.username WHERE t.token_hash = ?1",
-				 &st)) < 0)
+				 &a->auth_st)) < 0)
 		goto out;
+	st = a->auth_st;
 	sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_STATIC);
 	step = sqlite3_step(st);
 	if (step == SQLITE_DONE) {
@@ -650,7 +654,10 @@ int accounts_authenticate(struct accounts *a, const char *token, json_t **out_us
 		rc = user_object(col_text(st, 0), col_text(st, 1), col_text(st, 2), 0, out_user);
 	}
 out:
-	sqlite3_finalize(st);
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
 	pthread_mutex_unlock(&a->lock);
 	sodium_memzero(token_hash, sizeof(token_hash));
 	return rc;

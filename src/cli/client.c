@@ -3,8 +3,8 @@
 #include "common/buf.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "net/curl_dl.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -14,13 +14,6 @@
 
 #define CONFIG_MAX ((size_t)64 << 10)
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static void wipe_free(char *s)
 {
@@ -254,6 +247,7 @@ static int perform(struct client *c, const char *method, const char *path, const
 	long status = 0;
 	CURLcode cc;
 	CURL *curl = NULL;
+	const struct curl_dl *cu;
 	int rc;
 
 	if (out_status)
@@ -266,20 +260,18 @@ static int perform(struct client *c, const char *method, const char *path, const
 	buf_init(&auth, 0);
 	if (!c || !c->server || !method || !path || path[0] != '/')
 		return al_error_set(AL_ERR_INVALID, "client request: need a loaded client, a method and a path starting with '/'");
-	pthread_once(&curl_once, curl_init_once);
-	if (curl_init_rc != CURLE_OK)
-		return al_error_set(AL_ERR_INTERNAL, "cannot initialise libcurl: %s",
-				    curl_easy_strerror(curl_init_rc));
+	if (!(cu = curl_dl()))
+		return AL_ERR_UNAVAILABLE;
 	if ((rc = buf_appendf(&url, "%s%s", c->server, path)) < 0)
 		goto out;
-	if (!(curl = curl_easy_init())) {
+	if (!(curl = cu->easy_init())) {
 		rc = al_error_set(AL_ERR_NOMEM, "cannot create a libcurl handle");
 		goto out;
 	}
 
 #define ADD_HEADER(text)                                                        \
 	do {                                                                    \
-		if (!(h = curl_slist_append(headers, (text)))) {                \
+		if (!(h = cu->slist_append(headers, (text)))) {                \
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");       \
 			goto out;                                               \
 		}                                                               \
@@ -292,7 +284,7 @@ static int perform(struct client *c, const char *method, const char *path, const
 		struct buf ct;
 		buf_init(&ct, 1024);
 		rc = buf_appendf(&ct, "Content-Type: %s", content_type);
-		if (rc == AL_OK && !(h = curl_slist_append(headers, ct.ptr)))
+		if (rc == AL_OK && !(h = cu->slist_append(headers, ct.ptr)))
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		buf_free(&ct);
 		if (rc < 0)
@@ -307,31 +299,31 @@ static int perform(struct client *c, const char *method, const char *path, const
 #undef ADD_HEADER
 
 	errbuf[0] = '\0';
-	curl_easy_setopt(curl, CURLOPT_URL, url.ptr);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	cu->easy_setopt(curl, CURLOPT_URL, url.ptr);
+	cu->easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu->easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	cu->easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	cu->easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	if (c->timeout_ms > 0)
-		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, "airlock-cli/" AIRLOCK_VERSION);
+		cu->easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+	cu->easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	cu->easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	cu->easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_write);
+	cu->easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+	cu->easy_setopt(curl, CURLOPT_USERAGENT, "airlock-cli/" AIRLOCK_VERSION);
 	if (!strcmp(method, "GET") && !body) {
-		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+		cu->easy_setopt(curl, CURLOPT_HTTPGET, 1L);
 	} else if (!strcmp(method, "HEAD")) {
-		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+		cu->easy_setopt(curl, CURLOPT_NOBODY, 1L);
 	} else {
 		if (body || !strcmp(method, "POST")) {
-			curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? len : 0));
-			curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
+			cu->easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? len : 0));
+			cu->easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
 		}
-		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+		cu->easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
 	}
 
-	cc = curl_easy_perform(curl);
+	cc = cu->easy_perform(curl);
 	if (cc != CURLE_OK) {
 		curl_off_t connected = 0;
 		if (sink.too_large) {
@@ -339,18 +331,18 @@ static int perform(struct client *c, const char *method, const char *path, const
 					  "the answer from %s is larger than %zu bytes; narrow the request",
 					  c->server, (size_t)CLIENT_MAX_RESPONSE);
 		} else if (cc == CURLE_OPERATION_TIMEDOUT &&
-			   curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connected) == CURLE_OK &&
+			   cu->easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connected) == CURLE_OK &&
 			   connected > 0) {
 			rc = al_error_set(AL_ERR_TIMEOUT, "no answer from the airlock at %s within %ld ms",
 					  c->server, c->timeout_ms);
 		} else {
 			rc = al_error_set(AL_ERR_UNAVAILABLE,
 					  "cannot reach the airlock at %s: %s; is `airlock serve` running?",
-					  c->server, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+					  c->server, errbuf[0] ? errbuf : cu->easy_strerror(cc));
 		}
 		goto out;
 	}
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	cu->easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	if (out_status)
 		*out_status = status;
 	if (sink.b.len) {
@@ -380,9 +372,9 @@ static int perform(struct client *c, const char *method, const char *path, const
 	}
 out:
 	json_decref(answer);
-	curl_slist_free_all(headers);
+	cu->slist_free_all(headers);
 	if (curl)
-		curl_easy_cleanup(curl);
+		cu->easy_cleanup(curl);
 	if (auth.ptr)
 		sodium_memzero(auth.ptr, auth.len);
 	buf_free(&auth);

@@ -9,9 +9,9 @@
 #include "common/buf.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "net/curl_dl.h"
 #include "resource/resource.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -34,7 +34,6 @@ static int die(const char *cmd, int rc)
 static int open_client(struct client *c, const char *server, const char *cmd)
 {
 	int rc;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	memset(c, 0, sizeof(*c));
 	if ((rc = client_load(c, server)))
 		return die(cmd, rc);
@@ -65,9 +64,11 @@ static int call(struct client *c, const char *cmd, const char *method, const cha
 /* Percent-encodes a path segment or query value (new string). */
 static char *enc(const char *s)
 {
-	char *e = curl_easy_escape(NULL, s, 0);
+	const struct curl_dl *cu = curl_dl();
+	char *e = cu ? cu->easy_escape(NULL, s, 0) : NULL;
 	char *out = e ? util_strdup(e) : NULL;
-	curl_free(e);
+	if (e)
+		cu->free(e);
 	return out;
 }
 

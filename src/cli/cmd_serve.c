@@ -16,7 +16,6 @@
 #include "web/api.h"
 #include "web/http_server.h"
 
-#include <curl/curl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -146,7 +145,6 @@ int cmd_serve(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
 	if (n <= 0) {
@@ -227,6 +225,5 @@ out:
 	free(key_path);
 	free(state_dir);
 	config_free(&cfg);
-	curl_global_cleanup();
 	return rc ? 1 : 0;
 }

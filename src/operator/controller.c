@@ -184,7 +184,7 @@ static void *controller_main(void *arg)
 				const json_t *obj = json_object_get(ev, "object");
 				if (type && !strcmp(type, "DELETED"))
 					operator_cleanup_datasource(c->ctx, obj);
-				else
+				else if (operator_has_work(obj))
 					queue_add_object(c, obj, util_monotonic_ms());
 			}
 		}

@@ -414,6 +414,14 @@ static int purge(struct operator_ctx *ctx, json_t *ds)
 	return rc;
 }
 
+int operator_has_work(const json_t *ds)
+{
+	const char *stage = gates_stage(ds);
+	return (!strcmp(stage, STAGE_NONE) && !strcmp(gates_data_state(ds), DATASTATE_READY)) ||
+	       !strcmp(stage, STAGE_COLLECTING) || !strcmp(stage, STAGE_CHECKING) ||
+	       !strcmp(stage, STAGE_APPROVED) || !strcmp(stage, STAGE_REJECTED);
+}
+
 int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, const char *name, int *requeue_ms)
 {
 	json_t *ds = NULL;

@@ -35,6 +35,11 @@ struct operator_ctx {
  * object changed under us: requeue at once. */
 int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, const char *name, int *requeue_ms);
 
+/* 1 if the operator has something to do for a datasource in this state (it
+ * waits on people otherwise); lets the watch skip events, resync still
+ * visits everything. */
+int operator_has_work(const json_t *ds);
+
 /* Cleans up what a deleted datasource left (staging volume, job, secrets). */
 int operator_cleanup_datasource(struct operator_ctx *ctx, const json_t *deleted);
 

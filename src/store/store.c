@@ -21,6 +21,26 @@ int store_create(struct store *s, const json_t *obj, const json_t *audit, json_t
 	return s->ops->create(s, obj, audit, out);
 }
 
+int store_create_many(struct store *s, size_t n, const json_t *const *objs, const json_t *const *audits,
+		      json_t **outs)
+{
+	if (!s || !s->ops || !s->ops->create)
+		return bad_handle();
+	if (s->ops->create_many)
+		return s->ops->create_many(s, n, objs, audits, outs);
+	for (size_t i = 0; i < n; i++) {
+		int rc = s->ops->create(s, objs[i], audits ? audits[i] : NULL, outs ? &outs[i] : NULL);
+		if (rc < 0) {
+			for (size_t j = 0; outs && j < i; j++) {
+				json_decref(outs[j]);
+				outs[j] = NULL;
+			}
+			return rc;
+		}
+	}
+	return AL_OK;
+}
+
 int store_get(struct store *s, const char *kind, const char *ns, const char *name, json_t **out)
 {
 	if (!s || !s->ops || !s->ops->get)

@@ -39,12 +39,15 @@
 #define AL_STORE_STORE_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct store;
 
 struct store_ops {
 	int (*create)(struct store *s, const json_t *obj, const json_t *audit, json_t **out);
+	int (*create_many)(struct store *s, size_t n, const json_t *const *objs, const json_t *const *audits,
+			   json_t **outs);
 	int (*get)(struct store *s, const char *kind, const char *ns, const char *name, json_t **out);
 	int (*list)(struct store *s, const char *kind, const char *ns, const char *selector,
 		    json_t **out_items, uint64_t *out_rv);
@@ -69,6 +72,14 @@ int store_sqlite_open(struct store **out, const char *path);
 /* `obj` must carry apiVersion, kind, metadata.name; metadata.namespace defaults
  * to "default". */
 int store_create(struct store *s, const json_t *obj, const json_t *audit, json_t **out);
+/* Creates up to STORE_CREATE_MANY_MAX objects together (e.g. a datasource and
+ * its binding). The embedded store does it in one transaction: all or none.
+ * A store without transactions creates them in order and stops at the first
+ * failure, so callers that need the later ones must also converge on them
+ * (the operator ensures bindings). audits may be NULL; outs may be NULL. */
+#define STORE_CREATE_MANY_MAX 8
+int store_create_many(struct store *s, size_t n, const json_t *const *objs, const json_t *const *audits,
+		      json_t **outs);
 int store_get(struct store *s, const char *kind, const char *ns, const char *name, json_t **out);
 /* `kind` required; `ns` NULL lists all namespaces; `selector` is a Kubernetes
  * equality label selector ("a=b,c!=d,e" - existence, "!e" - absence) or NULL.

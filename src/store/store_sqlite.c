@@ -650,54 +650,84 @@ static int has_finalizers(json_t *obj)
 
 /* ---- operations ---- */
 
-static int sq_create(struct store *base, const json_t *in, const json_t *audit, json_t **out)
+/* Stamps the store's own fields on a copy of `in` (new reference in *out). */
+static int prepare_new(const json_t *in, struct key *k, json_t **out)
 {
-	struct sqlite_store *s = from_base(base);
 	char ts[UTIL_TIME_LEN];
-	json_t *obj = NULL, *md;
-	struct key k;
-	char *uid = NULL;
-	uint64_t seq;
+	json_t *obj, *md;
+	char *uid;
 	int rc;
 
-	if (out)
-		*out = NULL;
-	if ((rc = check_object(in, &k)) < 0)
+	*out = NULL;
+	if ((rc = check_object(in, k)) < 0)
 		return rc;
 	obj = json_deep_copy(in);
 	uid = util_uuid4();
 	if (!obj || !uid) {
-		rc = al_error_set(AL_ERR_NOMEM, "store: out of memory");
-		goto out;
+		json_decref(obj);
+		free(uid);
+		return al_error_set(AL_ERR_NOMEM, "store: out of memory");
 	}
 	md = metadata_of(obj);
 	util_now_rfc3339_seconds(ts);
 	/* System fields are the store's, whatever the input said. */
 	json_object_del(md, "deletionTimestamp");
-	if ((rc = set_str(md, "namespace", k.ns)) < 0 || (rc = set_str(md, "uid", uid)) < 0 ||
-	    (rc = set_str(md, "creationTimestamp", ts)) < 0)
-		goto out;
-	if (json_object_set_new(md, "generation", json_integer(1)) < 0) {
-		rc = al_error_set(AL_ERR_NOMEM, "store: out of memory");
-		goto out;
+	if ((rc = set_str(md, "namespace", k->ns)) < 0 || (rc = set_str(md, "uid", uid)) < 0 ||
+	    (rc = set_str(md, "creationTimestamp", ts)) < 0 ||
+	    (json_object_set_new(md, "generation", json_integer(1)) < 0 &&
+	     (rc = al_error_set(AL_ERR_NOMEM, "store: out of memory")) < 0)) {
+		json_decref(obj);
+		free(uid);
+		return rc;
 	}
-	/* k still points into `in`, which outlives this call. */
+	free(uid);
+	*out = obj;
+	return AL_OK;
+}
+
+/* Creates n objects in one transaction: all of them, or none. */
+static int sq_create_many(struct store *base, size_t n, const json_t *const *in, const json_t *const *audits,
+			  json_t **out)
+{
+	struct sqlite_store *s = from_base(base);
+	struct key keys[STORE_CREATE_MANY_MAX];
+	json_t *objs[STORE_CREATE_MANY_MAX] = { NULL };
+	uint64_t seq;
+	size_t i;
+	int rc = AL_OK;
+
+	if (n == 0 || n > STORE_CREATE_MANY_MAX)
+		return al_error_set(AL_ERR_INVALID, "store: create takes 1 to %d objects", STORE_CREATE_MANY_MAX);
+	for (i = 0; i < n; i++) {
+		if (out)
+			out[i] = NULL;
+		if ((rc = prepare_new(in[i], &keys[i], &objs[i])) < 0)
+			goto out;
+	}
+	/* keys[] point into in[], which outlive this call. */
 	pthread_mutex_lock(&s->mu);
 	if ((rc = begin_write(s)) == AL_OK) {
-		rc = apply_change(s, &k, CH_ADDED, obj, 1, audit);
+		for (i = 0; i < n && rc == AL_OK; i++)
+			rc = apply_change(s, &keys[i], CH_ADDED, objs[i], 1, audits ? audits[i] : NULL);
 		rc = end_write(s, rc, 1);
 	}
 	seq = seen_commits(s);
 	pthread_mutex_unlock(&s->mu);
 	rc = durable(s, seq, rc);
-	if (rc == AL_OK && out) {
-		*out = obj;
-		obj = NULL;
-	}
+	if (rc == AL_OK && out)
+		for (i = 0; i < n; i++) {
+			out[i] = objs[i];
+			objs[i] = NULL;
+		}
 out:
-	free(uid);
-	json_decref(obj);
+	for (i = 0; i < n; i++)
+		json_decref(objs[i]);
 	return rc;
+}
+
+static int sq_create(struct store *base, const json_t *in, const json_t *audit, json_t **out)
+{
+	return sq_create_many(base, 1, &in, &audit, out);
 }
 
 static int sq_get(struct store *base, const char *kind, const char *ns, const char *name,
@@ -1367,6 +1397,7 @@ static void sq_close(struct store *base)
 
 static const struct store_ops sqlite_ops = {
 	.create = sq_create,
+	.create_many = sq_create_many,
 	.get = sq_get,
 	.list = sq_list,
 	.update = sq_update,

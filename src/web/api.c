@@ -19,6 +19,7 @@
 #define KIND_DSB "AnalyticsWorkspaceDataBinding"
 #define WORKSPACE_LABEL "xlscsde.nhs.uk/workspace"
 #define TYPE_LABEL "xlscsde.nhs.uk/type"
+#define USERNAME_LABEL "xlscsde.nhs.uk/username"
 #define NS "default"
 #define MAX_SEGMENTS 8
 
@@ -104,18 +105,45 @@ static int binding_current(const json_t *b)
 	return when > (int64_t)time(NULL);
 }
 
+/* AWMS labels a binding with its username, '@' written as "___" (label
+ * values cannot hold '@'; usernames cannot hold '_', so this is one-to-one).
+ * NULL when the result would not fit a label value (63 characters). */
+static char *username_label(const char *username)
+{
+	struct buf b;
+	buf_init(&b, 64);
+	for (const char *p = username; *p; p++)
+		if ((*p == '@' ? buf_appends(&b, "___") : buf_appendc(&b, *p)) || b.len > 63) {
+			buf_free(&b);
+			return NULL;
+		}
+	return buf_detach(&b);
+}
+
 /* Workspaces the caller belongs to, as a JSON array of names (new). */
 static int my_workspaces(struct call *c, json_t **out)
 {
 	json_t *items = NULL, *names = json_array();
+	char *label = username_label(c->username);
+	struct buf sel;
 	size_t i;
 	json_t *b;
 	int rc;
 
 	*out = NULL;
-	if (!names)
+	buf_init(&sel, 256);
+	/* Bindings carry the username label (the API sets it), so list only the
+	 * caller's; spec.username is still checked below. */
+	if (label)
+		buf_appendf(&sel, "%s=%s", USERNAME_LABEL, label);
+	free(label);
+	if (!names) {
+		buf_free(&sel);
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	if ((rc = store_list(c->api->store, KIND_WSB, NULL, NULL, &items, NULL))) {
+	}
+	rc = store_list(c->api->store, KIND_WSB, NULL, sel.len ? sel.ptr : NULL, &items, NULL);
+	buf_free(&sel);
+	if (rc) {
 		json_decref(names);
 		return rc;
 	}
@@ -439,6 +467,20 @@ static int route_admin_kind(struct call *c, const char *kind)
 					rc = al_error_set(AL_ERR_INVALID, "spec.username: user '%s' does not exist",
 							  spec_str(obj, "username"));
 			}
+			if (!rc) {
+				/* Label it with its user (AWMS does too): membership checks list by it. */
+				char *label = username_label(spec_str(obj, "username"));
+				json_t *md = json_object_get(obj, "metadata"), *labels = json_object_get(md, "labels");
+				if (!json_is_object(labels)) {
+					labels = json_object();
+					json_object_set_new(md, "labels", labels);
+				}
+				if (label)
+					json_object_set_new(labels, USERNAME_LABEL, json_string(label));
+				else
+					json_object_del(labels, USERNAME_LABEL);
+				free(label);
+			}
 			if (rc) {
 				json_decref(obj);
 				return reply_error(c, rc);
@@ -562,20 +604,26 @@ static int create_datasource(struct call *c)
 	if ((rc = gates_apply(&c->api->cfg->gates, obj, GATE_EV_SUBMIT, &actor, NULL, &audit)))
 		goto out;
 	json_object_del(audit, "object"); /* filled in by the store, with the new uid */
-	if ((rc = store_create(c->api->store, obj, audit, &out)))
-		goto out;
-	/* The seed: once the datasource exists, bind it to its workspace. */
+	/* The seed: the datasource is bound to its workspace. Both are created
+	 * together, so neither exists without the other. */
 	bname = binding_name(md_str(obj, "name"));
 	binding = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}}", "apiVersion", RESOURCE_API_VERSION,
 			    "kind", KIND_DSB, "metadata", "name", bname ? bname : "", "namespace", NS, "labels",
 			    WORKSPACE_LABEL, ws_name, "spec", "workspace", ws_name, "datasource", md_str(obj, "name"));
-	if (bname && binding) {
+	if (!bname || !binding) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	{
 		json_t *ba = user_audit(c, "bind", binding, NULL);
-		int brc = store_create(c->api->store, binding, ba, &bout);
+		const json_t *objs[2] = { obj, binding }, *audits[2] = { audit, ba };
+		json_t *outs[2] = { NULL, NULL };
+		rc = ba ? store_create_many(c->api->store, 2, objs, audits, outs) : al_error_set(AL_ERR_NOMEM, "out of memory");
 		json_decref(ba);
-		if (brc && brc != AL_ERR_EXISTS)
-			log_warn("cannot bind datasource %s to workspace %s: %s", md_str(obj, "name"), ws_name,
-				 al_error_message());
+		out = outs[0];
+		bout = outs[1];
+		if (rc)
+			goto out;
 	}
 	reply_json(c, 201, out);
 	out = NULL;
