@@ -256,6 +256,37 @@ out:
 	return ret;
 }
 
+int cmd_logout(int argc, char **argv)
+{
+	struct client c;
+	json_t *ans = NULL;
+	int ret = 1;
+
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: airlock logout\n\nEnds the saved session on the server and forgets its token.\n");
+		return 0;
+	}
+	if (open_client(&c, NULL, "logout"))
+		return 1;
+	if (!c.token) {
+		printf("not logged in\n");
+		client_free(&c);
+		return 0;
+	}
+	/* The token is forgotten here even if the server could not be told
+	 * (call() has printed why); it expires there on its own. */
+	call(&c, "logout", "POST", "/api/v1/logout", NULL, &ans);
+	if (client_save(c.server, NULL) == AL_OK) {
+		printf("logged out of %s\n", c.server);
+		ret = 0;
+	} else {
+		die("logout", AL_ERR_IO);
+	}
+	json_decref(ans);
+	client_free(&c);
+	return ret;
+}
+
 /* ---- user ------------------------------------------------------------- */
 
 int cmd_user(int argc, char **argv)
@@ -280,7 +311,10 @@ int cmd_user(int argc, char **argv)
 		case 'i': break;
 		case 'h':
 			printf("usage: airlock user add NAME --role ROLE [--role ROLE...] [--password-file FILE | --password-stdin]\n"
-			       "       airlock user list\n       airlock user delete NAME\n\n"
+			       "       airlock user list\n       airlock user delete NAME\n"
+			       "       airlock user passwd NAME [--password-file FILE | --password-stdin]\n"
+			       "       airlock user set-roles NAME --role ROLE [--role ROLE...]\n"
+			       "       airlock user disable|enable NAME\n\n"
 			       "Manages local accounts (needs the admin role). Roles: researcher, data-engineer, approver, admin.\n"
 			       "Passwords have at least 10 characters.\n");
 			json_decref(roles);
@@ -331,6 +365,33 @@ int cmd_user(int argc, char **argv)
 		if (!path || call(&c, "user", "DELETE", path, NULL, &ans))
 			goto out;
 		printf("user %s deleted\n", argv[optind + 1]);
+		ret = 0;
+	} else if ((!strcmp(sub, "passwd") || !strcmp(sub, "set-roles") || !strcmp(sub, "disable") ||
+		    !strcmp(sub, "enable")) && optind + 1 < argc) {
+		if (!strcmp(sub, "passwd")) {
+			if ((rc = read_secret(pwfile, "New password: ", &password))) {
+				die("user", rc);
+				goto out;
+			}
+			body = json_pack("{s:s}", "password", password);
+			free_secret(password);
+		} else if (!strcmp(sub, "set-roles")) {
+			if (json_array_size(roles) == 0) {
+				fprintf(stderr, "airlock user set-roles: give at least one --role\n");
+				ret = 2;
+				goto out;
+			}
+			body = json_pack("{s:O}", "roles", roles);
+		} else {
+			body = json_pack("{s:b}", "disabled", !strcmp(sub, "disable"));
+		}
+		path = path_of("/api/v1/users/", argv[optind + 1], "", NULL);
+		if (!body || !path || call(&c, "user", "PUT", path, body, &ans))
+			goto out;
+		printf("user %s: %s\n", argv[optind + 1],
+		       !strcmp(sub, "passwd") ? "password changed (their sessions are signed out)"
+		       : !strcmp(sub, "set-roles") ? "roles set"
+		       : !strcmp(sub, "disable") ? "disabled (their sessions are signed out)" : "enabled");
 		ret = 0;
 	} else {
 		fprintf(stderr, "airlock user: unknown or incomplete subcommand '%s' (see --help)\n", sub);

@@ -13,6 +13,7 @@ int cmd_job_shim(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_login(int argc, char **argv);
+int cmd_logout(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_workspace(int argc, char **argv);
 int cmd_apply(int argc, char **argv);

@@ -18,6 +18,7 @@ struct command {
 static const struct command commands[] = {
 	{ "serve", cmd_serve, "run the embedded airlock (API, operator, runtime) in one process" },
 	{ "login", cmd_login, "log in to an airlock server and remember the token" },
+	{ "logout", cmd_logout, "end the saved session" },
 	{ "user", cmd_user, "manage local accounts (admin)" },
 	{ "workspace", cmd_workspace, "manage workspaces and their members" },
 	{ "apply", cmd_apply, "create or update resources from a YAML or JSON file" },

@@ -20,6 +20,7 @@ struct gate_ctx {
 	const char *digest;      /* digest for the audit record */
 	const char *reason;      /* reason for the audit record */
 	json_t *hold;            /* keeps a removed value (and strings in it) alive */
+	const char *approval_type; /* the type a decision concerned, for the audit */
 };
 
 typedef int (*gate_guard_fn)(struct gate_ctx *c);
@@ -182,6 +183,11 @@ static int parse_approval_list(const json_t *arr, const char *where, struct gate
 			return al_error_set(AL_ERR_INVALID,
 					    "%s[%zu]: needs exactly 'type' and 'role', each lower-case letters, digits and '-'",
 					    where, i);
+		if (strcmp(role, "researcher") && strcmp(role, "data-engineer") && strcmp(role, "approver") &&
+		    strcmp(role, "admin"))
+			return al_error_set(AL_ERR_INVALID,
+					    "%s[%zu]: role '%s' is not one of researcher, data-engineer, approver, admin",
+					    where, i, role);
 		for (size_t j = 0; j < *n; j++)
 			if (!strcmp((*list)[j].type, type))
 				return al_error_set(AL_ERR_INVALID, "%s[%zu]: approval type '%s' is listed twice",
@@ -415,6 +421,7 @@ static int add_approval(struct gate_ctx *c, const char *gate, const char *type, 
 	}
 	if (json_array_size(list) >= 256)
 		return al_error_set(AL_ERR_CONFLICT, "too many decisions recorded on this datasource");
+	c->approval_type = type; /* points into the configuration, which outlives the call */
 	util_now_rfc3339(now);
 	a = json_pack("{s:s, s:s, s:s, s:s, s:s}", "gate", gate, "type", type, "user", c->actor->name,
 		      "decision", decision, "time", now);
@@ -797,6 +804,11 @@ int gates_apply(const struct gates_config *cfg, json_t *obj, enum gate_event ev,
 				c.reason);
 	json_decref(objref);
 	if (!audit) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto restore;
+	}
+	if (c.approval_type && json_object_set_new(audit, "approvalType", json_string(c.approval_type)) < 0) {
+		json_decref(audit);
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		goto restore;
 	}

@@ -283,6 +283,21 @@ static json_t *user_audit(struct call *c, const char *action, const json_t *obj,
 	return a;
 }
 
+/* Appends an audit record about something that is not a resource (a user, a
+ * secret key, a session). Failures are logged: the action itself is done. */
+static void audit_other(struct call *c, const char *actor, const char *action, const char *kind, const char *name)
+{
+	json_t *a = audit_entry_new("user", actor, action, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	json_t *ref = json_pack("{s:s, s:s, s:s}", "kind", kind, "namespace", "", "name", name);
+	if (a && ref && json_object_set_new(a, "object", ref) == 0) {
+		ref = NULL;
+		if (store_audit_append(c->api->store, a))
+			log_warn("cannot audit %s of %s %s: %s", action, kind, name, al_error_message());
+	}
+	json_decref(ref);
+	json_decref(a);
+}
+
 static json_t *list_body(json_t *items)
 {
 	return json_pack("{s:s, s:o}", "kind", "List", "items", items);
@@ -313,6 +328,7 @@ static int route_login(struct call *c)
 		free(token);
 		return reply_error(c, rc);
 	}
+	audit_other(c, u, "login", "User", u);
 	reply_json(c, 200, json_pack("{s:s, s:i, s:O}", "token", token, "expiresIn",
 				     c->api->cfg->token_ttl_seconds, "user", user));
 	/* The token lives on only in the response and, hashed, in the database. */
@@ -329,6 +345,7 @@ static int route_logout(struct call *c)
 	int rc = accounts_logout(c->api->accounts, auth + 7);
 	if (rc)
 		return reply_error(c, rc);
+	audit_other(c, c->username, "logout", "User", c->username);
 	return reply_json(c, 200, json_pack("{s:b}", "loggedOut", 1));
 }
 
@@ -363,18 +380,8 @@ static int route_users(struct call *c)
 		rc = accounts_user_create(c->api->accounts, u, p, roles);
 		if (!rc)
 			rc = accounts_user_get(c->api->accounts, u, &out);
-		if (!rc) {
-			json_t *a = audit_entry_new("user", c->username, "create-user", NULL, NULL, NULL, NULL, NULL,
-						    NULL, NULL);
-			json_t *ref = json_pack("{s:s, s:s, s:s}", "kind", "User", "namespace", "", "name", u);
-			if (a && ref)
-				json_object_set_new(a, "object", ref);
-			else
-				json_decref(ref);
-			if (a)
-				store_audit_append(c->api->store, a);
-			json_decref(a);
-		}
+		if (!rc)
+			audit_other(c, c->username, "create-user", "User", u);
 		json_decref(body);
 		if (rc)
 			return reply_error(c, rc);
@@ -385,11 +392,54 @@ static int route_users(struct call *c)
 			return reply_error(c, rc);
 		return reply_json(c, 200, out);
 	}
+	if (c->nseg == 4 && !strcmp(m, "PUT")) {
+		/* {password?, roles?, disabled?}: each changes that, and revokes the user's tokens
+		 * where accounts say so (password, disabling). */
+		const char *key, *pw;
+		json_t *v, *roles, *dis;
+		if ((rc = parse_body(c, &body)))
+			return reply_error(c, rc);
+		json_object_foreach(body, key, v)
+			if (strcmp(key, "password") && strcmp(key, "roles") && strcmp(key, "disabled")) {
+				json_decref(body);
+				return reply_error(c, al_error_set(AL_ERR_INVALID, "%s: unknown field (expected password, roles, disabled)", key));
+			}
+		pw = json_string_value(json_object_get(body, "password"));
+		roles = json_object_get(body, "roles");
+		dis = json_object_get(body, "disabled");
+		if ((json_object_get(body, "password") && !pw) || (roles && !json_is_array(roles)) ||
+		    (dis && !json_is_boolean(dis)) || json_object_size(body) == 0) {
+			json_decref(body);
+			return reply_error(c, al_error_set(AL_ERR_INVALID, "send one or more of {\"password\": string, \"roles\": [...], \"disabled\": true|false}"));
+		}
+		if (!strcmp(c->seg[3], c->username) && ((dis && json_is_true(dis)) || roles)) {
+			json_decref(body);
+			return reply_error(c, al_error_set(AL_ERR_CONFLICT, "you cannot disable yourself or change your own roles"));
+		}
+		rc = accounts_user_get(c->api->accounts, c->seg[3], &out);
+		json_decref(out);
+		out = NULL;
+		if (!rc && roles)
+			rc = accounts_user_set_roles(c->api->accounts, c->seg[3], roles);
+		if (!rc && pw)
+			rc = accounts_user_set_password(c->api->accounts, c->seg[3], pw);
+		if (!rc && dis)
+			rc = accounts_user_set_disabled(c->api->accounts, c->seg[3], json_is_true(dis));
+		if (!rc)
+			audit_other(c, c->username, pw ? "set-password" : (roles ? "set-roles" : "set-disabled"), "User", c->seg[3]);
+		json_decref(body);
+		if (!rc)
+			rc = accounts_user_get(c->api->accounts, c->seg[3], &out);
+		if (rc)
+			return reply_error(c, rc);
+		return reply_json(c, 200, out);
+	}
 	if (c->nseg == 4 && !strcmp(m, "DELETE")) {
 		if (!strcmp(c->seg[3], c->username))
 			return reply_error(c, al_error_set(AL_ERR_CONFLICT, "you cannot delete your own account"));
 		if ((rc = accounts_user_delete(c->api->accounts, c->seg[3])))
 			return reply_error(c, rc);
+		audit_other(c, c->username, "delete-user", "User", c->seg[3]);
 		return reply_json(c, 200, json_pack("{s:s}", "deleted", c->seg[3]));
 	}
 	return reply_error(c, al_error_set(AL_ERR_NOT_FOUND, "no such route: %s %s", m, c->req->path));
@@ -782,6 +832,18 @@ static int update_datasource(struct call *c, const char *name)
 			goto out;
 		}
 	}
+	/* Finalizers and owner references belong to the system, not to callers. */
+	{
+		json_t *md = json_object_get(obj, "metadata"), *cmd = json_object_get(cur, "metadata");
+		const char *keys[] = { "finalizers", "ownerReferences" };
+		for (size_t i = 0; i < 2; i++) {
+			json_t *v = json_object_get(cmd, keys[i]);
+			if (v)
+				json_object_set(md, keys[i], v);
+			else
+				json_object_del(md, keys[i]);
+		}
+	}
 	audit = user_audit(c, "update", cur, NULL);
 	rc = store_update(c->api->store, obj, audit, &out);
 out:
@@ -858,10 +920,21 @@ static int route_datasources(struct call *c)
 		return delete_datasource(c, name);
 	if (c->nseg == 5 && !strcmp(c->seg[4], "approvals") && !strcmp(m, "POST"))
 		return route_decision(c, name);
-	if (c->nseg == 5 && !strcmp(c->seg[4], "retry") && !strcmp(m, "POST"))
-		return ds_event(c, name, GATE_EV_RETRY, NULL);
-	if (c->nseg == 5 && !strcmp(c->seg[4], "uploaded") && !strcmp(m, "POST"))
-		return ds_event(c, name, GATE_EV_UPLOAD_COMPLETE, NULL);
+	if (c->nseg == 5 && (!strcmp(c->seg[4], "retry") || !strcmp(c->seg[4], "uploaded")) && !strcmp(m, "POST")) {
+		/* Starting again, or saying the upload is complete, is the requester's call. */
+		const char *requester;
+		if ((rc = get_visible_ds(c, name, &ds)))
+			return reply_error(c, rc);
+		requester = json_string_value(json_object_get(json_object_get(ds, "status"), "requestedBy"));
+		if (!has_role(c, "admin") && (!requester || strcmp(requester, c->username))) {
+			rc = al_error_set(AL_ERR_FORBIDDEN, "only the requester (%s) or an admin can do this",
+					  requester ? requester : "unknown");
+			json_decref(ds);
+			return reply_error(c, rc);
+		}
+		json_decref(ds);
+		return ds_event(c, name, !strcmp(c->seg[4], "retry") ? GATE_EV_RETRY : GATE_EV_UPLOAD_COMPLETE, NULL);
+	}
 	if (c->nseg == 5 && !strcmp(c->seg[4], "manifest") && !strcmp(m, "GET")) {
 		json_t *man;
 		if ((rc = get_visible_ds(c, name, &ds)))
@@ -939,18 +1012,9 @@ static int route_secrets(struct call *c)
 		}
 		rc = credstore_set(c->api->creds, c->seg[3], value);
 		json_decref(body);
-		if (!rc) {
-			/* The audit names the key and who set it, never the value. */
-			json_t *a = audit_entry_new("user", c->username, "set-secret", NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-			json_t *ref = json_pack("{s:s, s:s, s:s}", "kind", "Secret", "namespace", "", "name", c->seg[3]);
-			if (a && ref)
-				json_object_set_new(a, "object", ref);
-			else
-				json_decref(ref);
-			if (a)
-				store_audit_append(c->api->store, a);
-			json_decref(a);
-		}
+		/* The audit names the key and who set it, never the value. */
+		if (!rc)
+			audit_other(c, c->username, "set-secret", "Secret", c->seg[3]);
 		if (rc)
 			return reply_error(c, rc);
 		return reply_json(c, 200, json_pack("{s:s}", "set", c->seg[3]));
@@ -958,6 +1022,7 @@ static int route_secrets(struct call *c)
 	if (c->nseg == 4 && !strcmp(m, "DELETE")) {
 		if ((rc = credstore_delete(c->api->creds, c->seg[3])))
 			return reply_error(c, rc);
+		audit_other(c, c->username, "delete-secret", "Secret", c->seg[3]);
 		return reply_json(c, 200, json_pack("{s:s}", "deleted", c->seg[3]));
 	}
 	return reply_error(c, al_error_set(AL_ERR_NOT_FOUND, "no such route: %s %s", m, c->req->path));

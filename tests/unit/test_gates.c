@@ -1022,26 +1022,29 @@ static void test_config(void **state)
 	assert_int_equal(config_rc("{\"request\": \"x\"}"), AL_ERR_INVALID);
 	assert_int_equal(config_rc("{\"review\": [\"data-approver\"]}"), AL_ERR_INVALID);
 	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\"}]}"), AL_ERR_INVALID);
-	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\", \"role\": \"b\", \"x\": 1}]}"), AL_ERR_INVALID);
+	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\", \"role\": \"approver\", \"x\": 1}]}"), AL_ERR_INVALID);
 	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\", \"roles\": \"b\"}]}"), AL_ERR_INVALID);
-	assert_int_equal(config_rc("{\"review\": [{\"type\": \"Data Approver\", \"role\": \"b\"}]}"), AL_ERR_INVALID);
+	assert_int_equal(config_rc("{\"review\": [{\"type\": \"Data Approver\", \"role\": \"approver\"}]}"), AL_ERR_INVALID);
 	assert_non_null(strstr(al_error_message(), "gates.review[0]"));
 	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\", \"role\": \"\"}]}"), AL_ERR_INVALID);
-	assert_int_equal(config_rc("{\"review\": [{\"type\": 1, \"role\": \"b\"}]}"), AL_ERR_INVALID);
-	assert_int_equal(config_rc("{\"review\": [{\"type\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"role\": \"b\"}]}"),
+	assert_int_equal(config_rc("{\"review\": [{\"type\": 1, \"role\": \"approver\"}]}"), AL_ERR_INVALID);
+	assert_int_equal(config_rc("{\"review\": [{\"type\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"role\": \"approver\"}]}"),
 			 AL_ERR_INVALID);
+	/* Roles must be ones an account can have. */
+	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\", \"role\": \"aprover\"}]}"), AL_ERR_INVALID);
+	assert_non_null(strstr(al_error_message(), "not one of"));
 	/* Duplicates within one list. */
-	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\", \"role\": \"b\"}, {\"type\": \"a\", \"role\": \"c\"}]}"),
+	assert_int_equal(config_rc("{\"review\": [{\"type\": \"a\", \"role\": \"approver\"}, {\"type\": \"a\", \"role\": \"data-engineer\"}]}"),
 			 AL_ERR_INVALID);
 	assert_non_null(strstr(al_error_message(), "listed twice"));
-	assert_int_equal(config_rc("{\"request\": [{\"type\": \"a\", \"role\": \"b\"}, {\"type\": \"a\", \"role\": \"b\"}],"
-				   "\"review\": [{\"type\": \"a\", \"role\": \"b\"}]}"),
+	assert_int_equal(config_rc("{\"request\": [{\"type\": \"a\", \"role\": \"approver\"}, {\"type\": \"a\", \"role\": \"approver\"}],"
+				   "\"review\": [{\"type\": \"a\", \"role\": \"approver\"}]}"),
 			 AL_ERR_INVALID);
 	/* An error in the review list after a good request list frees both. */
-	assert_int_equal(config_rc("{\"request\": [{\"type\": \"a\", \"role\": \"b\"}], \"review\": [{\"type\": \"A\", \"role\": \"b\"}]}"),
+	assert_int_equal(config_rc("{\"request\": [{\"type\": \"a\", \"role\": \"approver\"}], \"review\": [{\"type\": \"A\", \"role\": \"approver\"}]}"),
 			 AL_ERR_INVALID);
 	/* The same type at both gates is fine: they are different gates. */
-	assert_int_equal(config_rc("{\"request\": [{\"type\": \"a\", \"role\": \"b\"}], \"review\": [{\"type\": \"a\", \"role\": \"b\"}]}"),
+	assert_int_equal(config_rc("{\"request\": [{\"type\": \"a\", \"role\": \"approver\"}], \"review\": [{\"type\": \"a\", \"role\": \"approver\"}]}"),
 			 AL_OK);
 	assert_int_equal(gates_config_from_json(&cfg, NULL), AL_ERR_INVALID);
 }
