@@ -67,6 +67,7 @@ const char *al_error_name(int code)
 	case AL_ERR_NOMEM: return "out_of_memory";
 	case AL_ERR_UNAVAILABLE: return "unavailable";
 	case AL_ERR_TIMEOUT: return "timeout";
+	case AL_ERR_GONE: return "gone";
 	default: return "internal";
 	}
 }
@@ -84,6 +85,7 @@ int al_error_http_status(int code)
 	case AL_ERR_TOO_LARGE: return 413;
 	case AL_ERR_UNAVAILABLE: return 503;
 	case AL_ERR_TIMEOUT: return 504;
+	case AL_ERR_GONE: return 410;
 	default: return 500;
 	}
 }

@@ -29,7 +29,8 @@ typedef enum {
 	AL_ERR_NOMEM = -9,        /* allocation failed: 500 */
 	AL_ERR_UNAVAILABLE = -10, /* try again later: 503 */
 	AL_ERR_TIMEOUT = -11,     /* deadline exceeded: 504 */
-	AL_ERR_INTERNAL = -12     /* a bug: 500 */
+	AL_ERR_INTERNAL = -12,    /* a bug: 500 */
+	AL_ERR_GONE = -13         /* a resourceVersion too old to watch from: relist (410) */
 } al_error;
 
 #define AL_ERROR_MSG_MAX 1024
