@@ -121,7 +121,7 @@ static void test_full_file(void **state)
 		 "  - {type: information-governance, role: approver}\n"
 		 "  review:\n"
 		 "  - {type: data-approver, role: approver}\n"
-		 "  - {type: caldicott, role: guardian}\n"
+		 "  - {type: caldicott, role: admin}\n"
 		 "jobs: {timeoutSeconds: 60}\n"
 		 "checks:\n"
 		 "  maxFileBytes: 1024\n"
@@ -148,7 +148,7 @@ static void test_full_file(void **state)
 	assert_string_equal(cfg.gates.request[0].type, "information-governance");
 	assert_int_equal(cfg.gates.n_review, 2);
 	assert_string_equal(cfg.gates.review[1].type, "caldicott");
-	assert_string_equal(cfg.gates.review[1].role, "guardian");
+	assert_string_equal(cfg.gates.review[1].role, "admin");
 	assert_int_equal(cfg.job_timeout_seconds, 60);
 	assert_true(cfg.max_file_bytes == 1024);
 	assert_true(cfg.max_total_bytes == 4096);
