@@ -401,8 +401,10 @@ static int route_users(struct call *c)
 			return reply_error(c, rc);
 		json_object_foreach(body, key, v)
 			if (strcmp(key, "password") && strcmp(key, "roles") && strcmp(key, "disabled")) {
+				/* The message copies the key before the body that holds it is freed. */
+				rc = al_error_set(AL_ERR_INVALID, "%s: unknown field (expected password, roles, disabled)", key);
 				json_decref(body);
-				return reply_error(c, al_error_set(AL_ERR_INVALID, "%s: unknown field (expected password, roles, disabled)", key));
+				return reply_error(c, rc);
 			}
 		pw = json_string_value(json_object_get(body, "password"));
 		roles = json_object_get(body, "roles");
