@@ -1,0 +1,432 @@
+"""The Helm chart deploy/helm/airlock: lint, render, a server-side dry run
+against the real API server, the CRD copies, every value documented, and the
+operator's RBAC held to least privilege (rendered, and as the API server's
+authorizer answers for the chart's ServiceAccount).
+
+Needs the `kube` fixture from tests/kube/conftest.py (a started
+tests/kube/kubeenv.KubeEnv with the CRDs applied, or not: the dry run brings
+the chart's own) for the tests that talk to the API server; the others only
+need helm. helm comes from scripts/kube-tools.sh (its last stdout line is the
+bin dir) or $AIRLOCK_KUBE_BIN.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "airlock"
+CRDS = REPO / "deploy" / "crds"
+KUBE_TOOLS = REPO / "scripts" / "kube-tools.sh"
+
+# Value sets every render test runs with. "default" and "clusterWide" are the
+# two the issue names; the others cover the remaining template branches.
+VALUE_SETS = {
+    "default": [],
+    "clusterWide": ["--set", "clusterWide=true"],
+    "watchNamespace": ["--set", "watchNamespace=airlock-crs"],
+    "frontend": ["--set", "frontend.enabled=true"],
+    "frontend-clusterWide": ["--set", "frontend.enabled=true,clusterWide=true"],
+    "one-replica": ["--set", "operator.replicas=1"],
+}
+
+# The operator's rules, exactly as docs/helm.md lists them:
+# (apiGroup, resource) -> (verbs, resourceNames or None).
+CR_RULES = {
+    ("xlscsde.nhs.uk", "analyticsworkspacedatasources"): {"get", "list", "watch", "update", "patch"},
+    ("xlscsde.nhs.uk", "analyticsworkspacedatasources/status"): {"get", "update", "patch"},
+    ("xlscsde.nhs.uk", "analyticsworkspacedatasources/finalizers"): {"update"},
+    ("xlscsde.nhs.uk", "analyticsworkspacedatabindings"):
+        {"get", "list", "watch", "create", "update", "patch", "delete"},
+    ("xlscsde.nhs.uk", "analyticsworkspaces"): {"get", "list", "watch"},
+    ("xlscsde.nhs.uk", "analyticsworkspacebindings"): {"get", "list", "watch"},
+}
+EVENT_RULES = {
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+ALL_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+WORKLOAD_RULES = {
+    ("", "persistentvolumeclaims"): ALL_VERBS,
+    ("", "secrets"): ALL_VERBS,
+    ("", "services"): ALL_VERBS,
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+    ("batch", "jobs/status"): {"get"},
+    ("apps", "deployments"): ALL_VERBS,
+    ("apps", "deployments/scale"): {"get", "update", "patch"},
+    ("networking.k8s.io", "ingresses"): ALL_VERBS,
+    ("", "pods"): {"get", "list"},
+    ("", "pods/log"): {"get"},
+}
+LEASE = "airlock-operator"
+
+# Never granted to the operator, in any mode.
+FORBIDDEN_RESOURCES = {
+    "nodes", "namespaces", "clusterroles", "clusterrolebindings", "roles", "rolebindings",
+    "customresourcedefinitions", "serviceaccounts", "serviceaccounts/token", "pods/exec",
+    "pods/attach", "pods/portforward", "persistentvolumes", "configmaps",
+    "mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+    "certificatesigningrequests", "tokenreviews", "subjectaccessreviews",
+}
+FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "deletecollection", "approve", "sign"}
+
+
+# ---- helpers -------------------------------------------------------------------
+
+def _bin_dir() -> Path:
+    override = os.environ.get("AIRLOCK_KUBE_BIN")
+    if override:
+        return Path(override)
+    proc = subprocess.run(["bash", str(KUBE_TOOLS)], stdout=subprocess.PIPE, text=True,
+                          timeout=3600)
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0 and lines, f"{KUBE_TOOLS} failed (exit {proc.returncode})"
+    return Path(lines[-1])
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    helm = _bin_dir() / "helm"
+    assert os.access(helm, os.X_OK), f"{helm} missing: run scripts/kube-tools.sh"
+    return helm
+
+
+def helm(helm_bin: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    # No kube context: lint and template never reach a cluster. Private helm
+    # home directories so the test never reads or writes the user's.
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / "airlock-helm-test-home"
+    env = dict(os.environ, HELM_CACHE_HOME=str(home / "cache"),
+               HELM_CONFIG_HOME=str(home / "config"), HELM_DATA_HOME=str(home / "data"))
+    env.pop("KUBECONFIG", None)
+    proc = subprocess.run([str(helm_bin), *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+    if check:
+        assert proc.returncode == 0, f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
+    return proc
+
+
+def render(helm_bin: Path, *args: str, namespace: str = "jupyterhub",
+           release: str = "airlock", include_crds: bool = False) -> str:
+    extra = ["--include-crds"] if include_crds else []
+    return helm(helm_bin, "template", release, str(CHART), "--namespace", namespace,
+                *extra, *args).stdout
+
+
+def docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def rules_table(role: dict) -> dict:
+    """{(group, resource): (set of verbs, tuple of resourceNames)} - a rule
+    naming several groups or resources is expanded; one key may appear in
+    two rules only with different resourceNames."""
+    out: dict = {}
+    for rule in role.get("rules") or []:
+        names = tuple(rule.get("resourceNames") or ())
+        for group in rule.get("apiGroups") or []:
+            for res in rule.get("resources") or []:
+                key = (group, res, names)
+                assert key not in out, f"{role['metadata']['name']}: {key} granted twice"
+                out[key] = set(rule["verbs"])
+    return out
+
+
+def expected(with_crs: bool, with_workloads: bool) -> dict:
+    want = {}
+    if with_crs:
+        want.update({(g, r, ()): v for (g, r), v in CR_RULES.items()})
+    want.update({(g, r, ()): v for (g, r), v in EVENT_RULES.items()})
+    if with_workloads:
+        want.update({(g, r, ()): v for (g, r), v in WORKLOAD_RULES.items()})
+        want[("coordination.k8s.io", "leases", (LEASE,))] = {"get", "update"}
+        want[("coordination.k8s.io", "leases", ())] = {"create"}
+    return want
+
+
+def operator_rbac(objs: list[dict]) -> list[dict]:
+    return [o for o in objs
+            if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"]
+
+
+# ---- no API server needed ------------------------------------------------------------
+
+def test_chart_crds_are_byte_identical_to_deploy_crds():
+    chart_crds = CHART / "crds"
+    src = sorted(p.name for p in CRDS.glob("*.yaml"))
+    dst = sorted(p.name for p in chart_crds.glob("*.yaml"))
+    assert src, f"no CRDs in {CRDS}"
+    assert dst == src, (f"{chart_crds} holds {dst}, {CRDS} holds {src}: "
+                        "run scripts/sync-chart-crds.sh")
+    for name in src:
+        assert not (chart_crds / name).is_symlink(), f"{chart_crds / name} must be a copy, not a symlink"
+        assert (chart_crds / name).read_bytes() == (CRDS / name).read_bytes(), \
+            f"{chart_crds / name} differs from {CRDS / name}: run scripts/sync-chart-crds.sh"
+
+
+def _values_doc() -> list[tuple[str, bool]]:
+    """Walk values.yaml by lines: (dotted key path, has a "# --" comment) for
+    every key not inside a documented key's value."""
+    out = []
+    stack: list[tuple[int, str]] = []
+    comment: list[str] = []
+    covered_below: int | None = None  # indent of a documented key whose subtree is covered
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            comment = []
+            continue
+        indent = len(line) - len(line.lstrip())
+        if stripped.startswith("#"):
+            comment.append(stripped)
+            continue
+        m = re.match(r"^(\s*)([A-Za-z0-9_.-]+):(\s.*)?$", line)
+        if covered_below is not None and indent > covered_below:
+            comment = []
+            continue
+        covered_below = None
+        if not m or stripped.startswith("- "):
+            comment = []
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = ".".join([k for _, k in stack] + [m.group(2)])
+        documented = any(c.startswith("# --") for c in comment)
+        out.append((path, documented))
+        if documented:
+            covered_below = indent
+        stack.append((indent, m.group(2)))
+        comment = []
+    return out
+
+
+def test_every_value_is_documented_in_values_and_readme():
+    entries = _values_doc()
+    assert len(entries) > 50
+    paths = {p for p, _ in entries}
+    undocumented = []
+    for path, documented in entries:
+        is_section = any(q.startswith(path + ".") for q in paths)
+        if not documented and not is_section:
+            undocumented.append(path)
+    assert not undocumented, f"values.yaml keys without a '# --' comment: {undocumented}"
+    readme = (CHART / "README.md").read_text()
+    missing = [p for p, documented in entries if documented and f"| `{p}` |" not in readme]
+    assert not missing, f"{CHART / 'README.md'} does not list: {missing}"
+
+
+def test_helm_lint(helm_bin):
+    out = helm(helm_bin, "lint", str(CHART))
+    assert "0 chart(s) failed" in out.stdout
+    for name, args in VALUE_SETS.items():
+        out = helm(helm_bin, "lint", "--strict", str(CHART), *args, check=False)
+        assert out.returncode == 0, f"helm lint --strict ({name}):\n{out.stdout}\n{out.stderr}"
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_template_renders(helm_bin, name):
+    objs = docs(render(helm_bin, *VALUE_SETS[name]))
+    kinds = {o["kind"] for o in objs}
+    assert {"ServiceAccount", "Deployment", "Service"} <= kinds
+    dep = next(o for o in objs if o["kind"] == "Deployment"
+               and o["metadata"]["name"].endswith("-operator"))
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["image"] == "airlock:0.1.0"
+    assert c["args"][:5] == ["operator", "--namespace", "jupyterhub", "--metrics-listen", "0.0.0.0:9090"]
+    assert "--leader-election" in c["args"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi"}}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["AIRLOCK_STORAGE_CLASS"] == "jupyter-default"
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    assert len(pdbs) == (0 if name == "one-replica" else 1)
+    svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"].endswith("-metrics"))
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics",
+                                     "protocol": "TCP"}]
+    assert not any(o["kind"] == "ServiceMonitor" for o in objs)
+    assert any(o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-frontend")
+               for o in objs) == name.startswith("frontend")
+
+
+def test_service_monitor_is_optional(helm_bin):
+    objs = docs(render(helm_bin, "--set", "serviceMonitor.enabled=true"))
+    sm = [o for o in objs if o["kind"] == "ServiceMonitor"]
+    assert len(sm) == 1 and sm[0]["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm[0]["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_bad_leader_election_timing_is_refused(helm_bin):
+    out = helm(helm_bin, "template", "airlock", str(CHART), "--set",
+               "operator.leaderElection.renewDeadlineSeconds=20", check=False)
+    assert out.returncode != 0 and "renewDeadlineSeconds" in out.stderr
+
+
+@pytest.mark.parametrize("name", ["default", "watchNamespace", "frontend"])
+def test_rendered_roles_are_least_privilege(helm_bin, name):
+    objs = docs(render(helm_bin, *VALUE_SETS[name]))
+    assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for o in objs), \
+        "no cluster-scoped RBAC without clusterWide"
+    allowed_ns = {"jupyterhub"} | ({"airlock-crs"} if name == "watchNamespace" else set())
+    roles = [o for o in objs if o["kind"] == "Role"]
+    assert roles
+    for role in roles:
+        ns = role["metadata"]["namespace"]
+        assert ns in allowed_ns, f"Role {role['metadata']['name']} in namespace {ns}"
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"] \
+                and "*" not in rule["apiGroups"], f"wildcard in {role['metadata']['name']}: {rule}"
+            assert not FORBIDDEN_VERBS & set(rule["verbs"]), rule
+            assert not FORBIDDEN_RESOURCES & set(rule["resources"]), rule
+            assert "nonResourceURLs" not in rule
+    for rb in (o for o in objs if o["kind"] == "RoleBinding"):
+        assert rb["roleRef"]["kind"] == "Role"
+        assert rb["metadata"]["namespace"] in allowed_ns
+    # The operator's Roles grant exactly the documented rules.
+    ops = {o["metadata"]["namespace"]: rules_table(o) for o in operator_rbac(objs) if o["kind"] == "Role"}
+    if name == "watchNamespace":
+        assert ops == {"jupyterhub": expected(with_crs=False, with_workloads=True),
+                       "airlock-crs": expected(with_crs=True, with_workloads=False)}
+    else:
+        assert ops == {"jupyterhub": expected(with_crs=True, with_workloads=True)}
+
+
+def test_cluster_wide_has_the_same_rules(helm_bin):
+    objs = docs(render(helm_bin, *VALUE_SETS["clusterWide"]))
+    rbac = operator_rbac(objs)
+    assert sorted(o["kind"] for o in rbac) == ["ClusterRole", "ClusterRoleBinding"]
+    cr = next(o for o in rbac if o["kind"] == "ClusterRole")
+    assert rules_table(cr) == expected(with_crs=True, with_workloads=True)
+    env = {e["name"]: e.get("value") for e in next(
+        o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AIRLOCK_WATCH_NAMESPACE"] == "", "clusterWide without watchNamespace watches every namespace"
+
+
+# ---- against the real API server -------------------------------------------------------------
+
+def _ensure_namespace(kube, ns: str):
+    proc = kube.kubectl("create", "namespace", ns, check=False)
+    assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("name", ["default", "clusterWide", "watchNamespace", "frontend"])
+def test_dry_run_server(kube, helm_bin, name):
+    """`helm template | kubectl apply --dry-run=server -f -`: the API server
+    validates every object (CRDs included) against its schemas and admission."""
+    for ns in ("jupyterhub", "airlock-system", "airlock-crs"):
+        _ensure_namespace(kube, ns)
+    manifest = render(helm_bin, *VALUE_SETS[name], namespace="airlock-system", include_crds=True)
+    proc = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest, check=False)
+    assert proc.returncode == 0, f"dry run ({name}) refused:\n{proc.stderr}\n{proc.stdout}"
+    out = proc.stdout
+    assert "deployment.apps/airlock-operator" in out and "(server dry run)" in out
+    assert "customresourcedefinition.apiextensions.k8s.io/analyticsworkspacedatasources.xlscsde.nhs.uk" in out
+
+
+def test_service_account_permissions_as_the_api_server_decides(kube, helm_bin):
+    """Apply the chart's ServiceAccount and RBAC for real (in fresh namespaces)
+    and ask the authorizer, impersonating the ServiceAccount, what it may do."""
+    suffix = uuid.uuid4().hex[:6]
+    work, crs, home = f"helm-work-{suffix}", f"helm-crs-{suffix}", f"helm-op-{suffix}"
+    for ns in (work, crs, home):
+        _ensure_namespace(kube, ns)
+    manifest = render(helm_bin, "--set", f"namespace={work},watchNamespace={crs}",
+                      namespace=home, release=f"t{suffix}")
+    rbac = [o for o in docs(manifest) if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    sa = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    who = f"system:serviceaccount:{home}:{sa}"
+
+    def can(verb: str, resource: str, ns: str | None, extra: tuple[str, ...] = ()) -> bool:
+        args = ["auth", "can-i", verb, resource, f"--as={who}",
+                f"--as-group=system:serviceaccounts", f"--as-group=system:serviceaccounts:{home}",
+                *extra]
+        args += ["-n", ns] if ns else []
+        proc = kube.kubectl(*args, check=False)
+        answer = proc.stdout.strip()
+        assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stderr}"
+        return answer == "yes"
+
+    allowed = [
+        ("watch", "analyticsworkspacedatasources.xlscsde.nhs.uk", crs),
+        ("patch", "analyticsworkspacedatasources.xlscsde.nhs.uk", crs, ("--subresource=status",)),
+        ("update", "analyticsworkspacedatasources.xlscsde.nhs.uk", crs, ("--subresource=finalizers",)),
+        ("create", "analyticsworkspacedatabindings.xlscsde.nhs.uk", crs),
+        ("list", "analyticsworkspacebindings.xlscsde.nhs.uk", crs),
+        ("create", "events", crs),
+        ("create", "events.events.k8s.io", crs),
+        ("create", "persistentvolumeclaims", work),
+        ("delete", "secrets", work),
+        ("create", "jobs.batch", work),
+        ("get", "jobs.batch", work, ("--subresource=status",)),
+        ("create", "deployments.apps", work),
+        ("patch", "deployments.apps", work, ("--subresource=scale",)),
+        ("create", "ingresses.networking.k8s.io", work),
+        ("create", "services", work),
+        ("get", "pods", work, ("--subresource=log",)),
+        ("get", f"leases.coordination.k8s.io/{LEASE}", work),
+        ("update", f"leases.coordination.k8s.io/{LEASE}", work),
+        ("create", "leases.coordination.k8s.io", work),
+    ]
+    denied = [
+        ("create", "analyticsworkspacedatasources.xlscsde.nhs.uk", crs),
+        ("delete", "analyticsworkspacedatasources.xlscsde.nhs.uk", crs),
+        ("create", "analyticsworkspaces.xlscsde.nhs.uk", crs),
+        ("get", "secrets", crs),                    # only the workload namespace's Secrets
+        ("get", "secrets", "default"),
+        ("create", "jobs.batch", "default"),
+        ("watch", "analyticsworkspacedatasources.xlscsde.nhs.uk", "default"),
+        ("update", "jobs.batch", work),
+        ("delete", "pods", work),
+        ("create", "pods", work, ("--subresource=exec",)),
+        ("update", "leases.coordination.k8s.io/someone-elses-lease", work),
+        ("list", "leases.coordination.k8s.io", work),
+        ("list", "nodes", None),
+        ("list", "clusterroles.rbac.authorization.k8s.io", None),
+        ("create", "rolebindings.rbac.authorization.k8s.io", work),
+        ("list", "namespaces", None),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io", None),
+        ("list", "analyticsworkspacedatasources.xlscsde.nhs.uk", None),  # not cluster-wide
+        ("*", "*", work),
+    ]
+    wrong = [c for c in allowed if not can(c[0], c[1], c[2], *c[3:])]
+    assert not wrong, f"the chart's RBAC refuses what the operator needs: {wrong}"
+    wrong = [c for c in denied if can(c[0], c[1], c[2], *c[3:])]
+    assert not wrong, f"the chart's RBAC grants more than the operator needs: {wrong}"
+
+
+def test_helm_install_and_uninstall(kube, helm_bin):
+    """A real `helm install` (there are no controllers, so nothing runs; the
+    API server stores every object) prints NOTES.txt; uninstall removes the
+    operator's objects and keeps the CRDs."""
+    suffix = uuid.uuid4().hex[:6]
+    release, home, work = f"i{suffix}", f"helm-inst-{suffix}", f"helm-inst-work-{suffix}"
+    for ns in (home, work):
+        _ensure_namespace(kube, ns)
+    out = kube.helm("install", release, str(CHART), "-n", home, "--set", f"namespace={work}").stdout
+    assert "NOTES:" in out and f"get lease airlock-operator" in out, out
+    assert f"auth can-i create jobs.batch -n {work}" in out, out
+    dep = kube.kubectl_json("get", "deployment", "-n", home, "-l",
+                            f"app.kubernetes.io/instance={release}")
+    assert [d["metadata"]["name"] for d in dep["items"]] == [f"{release}-airlock-operator"]
+    roles = kube.kubectl_json("get", "role", "-n", work, "-l", f"app.kubernetes.io/instance={release}")
+    assert len(roles["items"]) == 1
+    kube.helm("uninstall", release, "-n", home)
+    dep = kube.kubectl_json("get", "deployment", "-n", home, "-l",
+                            f"app.kubernetes.io/instance={release}")
+    assert dep["items"] == []
+    kube.kubectl("get", "crd", "analyticsworkspacedatasources.xlscsde.nhs.uk")
