@@ -60,6 +60,10 @@ int kube_client_new(struct kube_client **out, const struct kube_config *cfg);
 void kube_client_free(struct kube_client *kc);
 /* The namespace of the configuration. Borrowed. */
 const char *kube_client_namespace(const struct kube_client *kc);
+/* How often a token_file is re-read, in ms (default KUBE_TOKEN_REFRESH_MS);
+ * 0 re-reads it before every request. For tests. */
+#define KUBE_TOKEN_REFRESH_MS 60000
+void kube_client_set_token_refresh_ms(struct kube_client *kc, int ms);
 
 /* One request. `path` starts with '/' and may carry a query. `body` may be
  * NULL; `content_type` NULL means application/json (use
@@ -85,11 +89,17 @@ int kube_watch(struct kube_client *kc, const char *collection_path, const char *
 	       const atomic_int *stop);
 
 /* Splits a byte stream into lines for watch parsing; exposed for tests and
- * fuzzing. Feed chunks as they arrive; complete lines are passed to `line`. */
+ * fuzzing. Feed chunks as they arrive; complete lines are passed to `line`
+ * without their "\n" or "\r\n" (empty lines too). A line longer than
+ * max_line bytes is AL_ERR_TOO_LARGE. A non-zero return from `line` stops the
+ * feed and is returned; after any non-zero result the splitter keeps
+ * returning it. */
 struct kube_line_splitter;
 typedef int (*kube_line_fn)(void *userdata, const char *line, size_t len);
 int kube_line_splitter_new(struct kube_line_splitter **out, size_t max_line, kube_line_fn fn, void *userdata);
 int kube_line_splitter_feed(struct kube_line_splitter *s, const char *data, size_t len);
+/* At the end of the stream: passes a last line that had no newline, if any. */
+int kube_line_splitter_flush(struct kube_line_splitter *s);
 void kube_line_splitter_free(struct kube_line_splitter *s);
 
 /* Parses one watch line into its type and object (new reference). */

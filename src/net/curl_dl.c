@@ -43,6 +43,7 @@ static void load(void)
 	LOAD(free, "curl_free");
 	LOAD(slist_append, "curl_slist_append");
 	LOAD(slist_free_all, "curl_slist_free_all");
+	LOAD(easy_reset, "curl_easy_reset");
 	sym = dlsym(handle, "curl_global_init");
 	if (!sym) {
 		snprintf(load_error, sizeof(load_error), "libcurl lacks curl_global_init");

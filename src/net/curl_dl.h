@@ -27,6 +27,9 @@ struct curl_dl {
 	void (*free)(void *p);
 	struct curl_slist *(*slist_append)(struct curl_slist *list, const char *string);
 	void (*slist_free_all)(struct curl_slist *list);
+	/* Clears a handle's options but keeps its live connections (src/kube's
+	 * handle pool). */
+	void (*easy_reset)(CURL *curl);
 };
 
 const struct curl_dl *curl_dl(void);
