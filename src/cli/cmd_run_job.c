@@ -7,16 +7,20 @@
 #include "runner/runner.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void run_job_usage(FILE *out)
 {
-	fprintf(out, "usage: airlock run-job --datasource FILE --output DIR [--credentials FILE] [--format csv]\n"
+	fprintf(out, "usage: airlock run-job [--datasource FILE] [--output DIR] [--credentials FILE] [--format csv]\n"
 		     "                       [--quiet]\n\n"
 		     "Collects every spec.objects[].table of an AnalyticsWorkspaceDataSource (JSON or YAML)\n"
 		     "into DIR/<table>.csv (RFC 4180, CRLF, header row) and writes DIR/ro-crate-metadata.json.\n"
 		     "Supported connection types: sqlite (url sqlite:///absolute/path.db).\n"
 		     "The credentials file is a JSON object of key -> string with mode 0600 or stricter.\n"
+		     "A flag that is absent is taken from the environment, as the operator's import job\n"
+		     "gets its mounts: --datasource from $AIRLOCK_DATASOURCE_FILE, --output from\n"
+		     "$AIRLOCK_OUTPUT_DIR, --credentials from $AIRLOCK_CREDENTIALS_FILE. Flags win.\n"
 		     "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
@@ -38,6 +42,16 @@ static int take_opt(int argc, char **argv, int *i, const char *name, const char 
 	}
 	*val = argv[++*i];
 	return 1;
+}
+
+/* The flag's value, else the environment variable's, else NULL. */
+static const char *flag_or_env(const char *flag, const char *env)
+{
+	const char *v;
+	if (flag)
+		return flag;
+	v = getenv(env);
+	return v && *v ? v : NULL;
 }
 
 int cmd_run_job(int argc, char **argv)
@@ -76,8 +90,12 @@ int cmd_run_job(int argc, char **argv)
 		}
 		*slot = v;
 	}
+	ds_path = flag_or_env(ds_path, "AIRLOCK_DATASOURCE_FILE");
+	out_dir = flag_or_env(out_dir, "AIRLOCK_OUTPUT_DIR");
+	cred_path = flag_or_env(cred_path, "AIRLOCK_CREDENTIALS_FILE");
 	if (!ds_path || !out_dir) {
-		fprintf(stderr, "airlock run-job: --datasource and --output are required\n");
+		fprintf(stderr, "airlock run-job: --datasource and --output are required (or $AIRLOCK_DATASOURCE_FILE "
+				"and $AIRLOCK_OUTPUT_DIR)\n");
 		run_job_usage(stderr);
 		return 2;
 	}

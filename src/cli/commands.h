@@ -10,6 +10,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_run_job(int argc, char **argv);
 int cmd_rocrate(int argc, char **argv);
 int cmd_job_shim(int argc, char **argv);
+int cmd_check_job(int argc, char **argv);
+int cmd_publish_job(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_login(int argc, char **argv);

@@ -33,6 +33,8 @@ static const struct command commands[] = {
 	{ "run-job", cmd_run_job, "collect a datasource's objects into a directory (job runner)" },
 	{ "rocrate", cmd_rocrate, "write ro-crate-metadata.json for a directory" },
 	{ "job-shim", cmd_job_shim, NULL /* internal: supervises one job */ },
+	{ "check-job", cmd_check_job, NULL /* internal: the operator's check job */ },
+	{ "publish-job", cmd_publish_job, NULL /* internal: the operator's publish job */ },
 };
 
 static void usage(FILE *out)

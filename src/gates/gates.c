@@ -76,6 +76,8 @@ static const struct gate_row gate_table[] = {
 	{ GATE_INGRESS, STAGE_APPROVED, NULL, GATE_EV_DATA_CHANGED, STAGE_CHECKING, NULL, 1, guard_data_changed },
 	/* 5. published, or purged after rejection */
 	{ GATE_INGRESS, STAGE_APPROVED, NULL, GATE_EV_PUBLISH, STAGE_PUBLISHED, NULL, 1, guard_publish },
+	/* the publish job failed (crashed: not a data change) */
+	{ GATE_INGRESS, STAGE_APPROVED, NULL, GATE_EV_COLLECT_FAILED, STAGE_FAILED, DATASTATE_FAILED, 1, guard_failure },
 	{ GATE_INGRESS, STAGE_REJECTED, NULL, GATE_EV_PURGE, STAGE_PURGED, NULL, 1, guard_keep_message },
 	/* starting again after a failure */
 	{ GATE_INGRESS, STAGE_FAILED, NULL, GATE_EV_RETRY, STAGE_NONE, DATASTATE_READY, 0, guard_retry },
@@ -573,6 +575,14 @@ static int guard_review_approve(struct gate_ctx *c)
 static int guard_data_changed(struct gate_ctx *c)
 {
 	c->reason = c->in && c->in->reason ? c->in->reason : "the data no longer matches the approved manifest";
+	/* Counts the rounds of checking: the operator names each round's check
+	 * and publish jobs by it, so a finished job of an earlier round is never
+	 * taken for the new round's. */
+	{
+		json_int_t n = json_integer_value(json_object_get(c->status, "dataChanges"));
+		if (json_object_set_new(c->status, "dataChanges", json_integer(n < 0 ? 1 : n + 1)) < 0)
+			return al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
 	/* The audit records the digest that no longer holds: keep it alive. */
 	c->hold = json_incref(json_object_get(c->status, "manifest"));
 	c->digest = status_manifest_digest(c->status);

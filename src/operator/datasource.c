@@ -3,6 +3,19 @@
  * Import (volume, credentials, job, wait, Completed/Failed) and Uploaded
  * (staging volume), followed by the automated checks, publishing after
  * approval and purging after rejection.
+ *
+ * Every step that touches data runs as a job through the runtime, because in
+ * Kubernetes the operator cannot read volumes: the import job (run-job), the
+ * check job (check-job) and the publish job (publish-job). Jobs are described
+ * by subcommand and mounts only (runtime.h); the check and publish jobs hand
+ * their result back as an AIRLOCK-RESULT line (jobresult.h).
+ *
+ * Job names are deterministic: import-<uid>-<attempt>, and
+ * check-/publish-<uid>-<attempt>-<n>, where n is status.dataChanges (each
+ * data-changed sends the data back to Checking under new job names, so a
+ * finished job of an earlier round is never mistaken for the current one).
+ * A check or publish job is deleted, with its secret, once its result is
+ * recorded; should we die in between, the next stage deletes it.
  */
 #include "operator/operator.h"
 #include "auth/credstore.h"
@@ -10,10 +23,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "gates/checks.h"
 #include "gates/gates.h"
-#include "operator/publish.h"
-#include "rocrate/manifest.h"
+#include "operator/jobresult.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,15 +56,47 @@ char *operator_volume_name(const json_t *ds)
 	return buf_detach(&b);
 }
 
-char *operator_job_name(const json_t *ds)
+static char *import_job_name(const json_t *ds, long attempt)
 {
 	struct buf b;
 	buf_init(&b, 256);
-	if (buf_appendf(&b, "import-%s-%ld", uid_of(ds), attempt_of(ds))) {
+	if (buf_appendf(&b, "import-%s-%ld", uid_of(ds), attempt)) {
 		buf_free(&b);
 		return NULL;
 	}
 	return buf_detach(&b);
+}
+
+char *operator_job_name(const json_t *ds)
+{
+	return import_job_name(ds, attempt_of(ds));
+}
+
+static long data_changes_of(const json_t *ds)
+{
+	json_int_t n = json_integer_value(json_object_get(json_object_get(ds, "status"), "dataChanges"));
+	return n < 0 ? 0 : (long)n;
+}
+
+static char *round_job_name(const char *kind, const json_t *ds, long attempt, long round)
+{
+	struct buf b;
+	buf_init(&b, 256);
+	if (buf_appendf(&b, "%s-%s-%ld-%ld", kind, uid_of(ds), attempt, round)) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_detach(&b);
+}
+
+char *operator_check_job_name(const json_t *ds)
+{
+	return round_job_name("check", ds, attempt_of(ds), data_changes_of(ds));
+}
+
+char *operator_publish_job_name(const json_t *ds)
+{
+	return round_job_name("publish", ds, attempt_of(ds), data_changes_of(ds));
 }
 
 static char *suffixed(const char *base, const char *suffix)
@@ -248,8 +291,7 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 {
 	struct job_status st = { 0 };
 	struct buf why;
-	char *volume = NULL, *vol_path = NULL, *cred_name = NULL, *def_name = NULL;
-	char *cred_path = NULL, *def_path = NULL;
+	char *volume = NULL, *cred_name = NULL, *def_name = NULL;
 	json_t *creds = NULL, *def = NULL;
 	int rc;
 
@@ -288,15 +330,20 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 		rc = fail(ctx, ds, why.ptr);
 		goto out;
 	}
-	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, &vol_path)) ||
-	    (rc = runtime_secret_ensure(ctx->runtime, cred_name, creds, &cred_path)) ||
-	    (rc = runtime_secret_ensure(ctx->runtime, def_name, def, &def_path)))
+	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, NULL)) ||
+	    (rc = runtime_secret_ensure(ctx->runtime, cred_name, creds)) ||
+	    (rc = runtime_secret_ensure(ctx->runtime, def_name, def)))
 		goto out;
 	{
-		char *argv[] = { (char *)ctx->self_exe, "run-job", "--datasource", def_path, "--output", vol_path,
-				 "--credentials", cred_path, NULL };
-		struct job_spec spec = { .name = job, .argv = argv, .volume = volume, .secret = cred_name,
-					 .timeout_seconds = ctx->cfg->job_timeout_seconds };
+		static const char *const args[] = { "run-job", NULL };
+		struct job_spec spec = {
+			.name = job,
+			.args = args,
+			.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume, .env = "AIRLOCK_OUTPUT_DIR" },
+				    { .kind = JOB_MOUNT_SECRET, .name = def_name, .env = "AIRLOCK_DATASOURCE_FILE" },
+				    { .kind = JOB_MOUNT_SECRET, .name = cred_name, .env = "AIRLOCK_CREDENTIALS_FILE" } },
+			.timeout_seconds = ctx->cfg->job_timeout_seconds,
+		};
 		rc = runtime_job_start(ctx->runtime, &spec);
 		if (rc == AL_ERR_EXISTS)
 			rc = AL_OK; /* started by an earlier attempt of this reconcile */
@@ -307,97 +354,281 @@ out:
 	json_decref(creds);
 	json_decref(def);
 	free(volume);
-	free(vol_path);
 	free(cred_name);
 	free(def_name);
-	free(cred_path);
-	free(def_path);
 	buf_free(&why);
 	return rc;
 }
 
-static int run_checks(struct operator_ctx *ctx, json_t *ds)
+/* Deletes a finished check or publish job and its secret (if any); a
+ * failure only leaves garbage behind, so it is logged, not returned. */
+static void remove_job(struct operator_ctx *ctx, const char *job, const char *secret)
 {
-	char *volume = operator_volume_name(ds), *path = NULL, *reason = NULL;
-	json_t *manifest = NULL, *checks = NULL;
-	int rc, passed = 0;
+	if (secret && runtime_secret_delete(ctx->runtime, secret))
+		log_warn("job %s: cannot remove secret %s: %s", job, secret, al_error_message());
+	if (runtime_job_delete(ctx->runtime, job))
+		log_warn("cannot remove job %s: %s", job, al_error_message());
+}
 
-	if (!volume)
-		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, &path)))
-		goto out;
-	rc = manifest_build(path, &manifest);
-	if (rc == AL_ERR_INVALID || rc == AL_ERR_TOO_LARGE) {
-		/* Unsafe or oversized content (a symlink, a device, too many files):
-		 * a check failure, not a crash loop. */
-		char *why = util_strdup(al_error_message());
-		struct gate_input in = { .reason = why ? why : "the data failed the checks" };
-		rc = transition(ctx, ds, GATE_EV_CHECKS_FAILED, &in);
-		free(why);
-		goto out;
+static void remove_publish_job(struct operator_ctx *ctx, const char *job)
+{
+	char *secret = suffixed(job, "-manifest");
+	remove_job(ctx, job, secret);
+	free(secret);
+}
+
+/* Fires `ev` with reason "<what> <job> <how>: <detail>". */
+static int transition_why(struct operator_ctx *ctx, json_t *ds, enum gate_event ev, const char *what,
+			  const char *job, const char *how, const char *detail)
+{
+	struct buf why;
+	int rc;
+
+	buf_init(&why, 4096);
+	/* Bounded: a job name is at most 253 bytes, the detail is cut. */
+	if ((rc = buf_appendf(&why, "%s %s %s: %.2048s", what, job, how,
+			      detail && *detail ? detail : "no reason given"))) {
+		buf_free(&why);
+		return rc;
 	}
-	if (rc || (rc = checks_run(ctx->cfg, manifest, &checks, &passed, &reason)))
-		goto out;
 	{
-		struct gate_input in = { .manifest = manifest, .checks = checks, .reason = reason };
-		rc = transition(ctx, ds, passed ? GATE_EV_CHECKS_PASSED : GATE_EV_CHECKS_FAILED, &in);
+		struct gate_input in = { .reason = buf_cstr(&why) };
+		rc = transition(ctx, ds, ev, &in);
 	}
-out:
-	json_decref(manifest);
-	json_decref(checks);
-	free(reason);
-	free(volume);
-	free(path);
+	buf_free(&why);
 	return rc;
 }
 
-static int publish(struct operator_ctx *ctx, json_t *ds)
+static int start_check_job(struct operator_ctx *ctx, const char *job, const char *volume)
 {
-	const char *ws = json_string_value(json_object_get(json_object_get(json_object_get(ds, "metadata"), "labels"), WORKSPACE_LABEL));
-	const char *name = json_string_value(json_object_get(json_object_get(ds, "metadata"), "name"));
-	const json_t *manifest = json_object_get(json_object_get(ds, "status"), "manifest");
-	char *volume = operator_volume_name(ds), *src = NULL, *ws_path = NULL, *dest = NULL;
+	const json_t *exts = ctx->cfg->allowed_extensions;
+	size_t n_ext = json_array_size(exts), k = 0, i;
+	char max_file[24], max_total[24], max_files[24];
+	const char **args;
+	json_t *e;
 	int rc;
 
-	if (!volume)
+	snprintf(max_file, sizeof(max_file), "%llu", (unsigned long long)ctx->cfg->max_file_bytes);
+	snprintf(max_total, sizeof(max_total), "%llu", (unsigned long long)ctx->cfg->max_total_bytes);
+	snprintf(max_files, sizeof(max_files), "%llu", (unsigned long long)ctx->cfg->max_files);
+	if (!(args = calloc(9 + 2 * n_ext, sizeof(*args))))
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	if (!ws || !*ws) {
-		struct gate_input in = { .reason = "no workspace: the datasource has no " WORKSPACE_LABEL " label" };
-		free(volume);
-		return transition(ctx, ds, GATE_EV_DATA_CHANGED, &in);
+	args[k++] = "check-job";
+	args[k++] = "--max-file-bytes";
+	args[k++] = max_file;
+	args[k++] = "--max-total-bytes";
+	args[k++] = max_total;
+	args[k++] = "--max-files";
+	args[k++] = max_files;
+	if (n_ext == 0) {
+		args[k++] = "--allowed-extensions="; /* none */
+	} else {
+		/* One exact extension per flag: a list could not carry a comma. */
+		json_array_foreach(exts, i, e) {
+			args[k++] = "--allowed-extension";
+			args[k++] = json_string_value(e);
+		}
 	}
-	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, &src)) ||
-	    (rc = runtime_volume_ensure(ctx->runtime, VOLUME_WORKSPACE, ws, &ws_path)))
-		goto out;
-	dest = util_path_join(ws_path, name);
-	if (!dest) {
+	args[k] = NULL;
+	{
+		struct job_spec spec = {
+			.name = job,
+			.args = args,
+			.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume,
+				      .env = "AIRLOCK_DATA_DIR", .read_only = 1 } },
+			.timeout_seconds = ctx->cfg->job_timeout_seconds,
+		};
+		if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, NULL)) == AL_OK) {
+			rc = runtime_job_start(ctx->runtime, &spec);
+			if (rc == AL_ERR_EXISTS)
+				rc = AL_OK; /* started by an earlier attempt of this reconcile */
+		}
+	}
+	free(args);
+	return rc;
+}
+
+/* Checking: the check job builds the manifest of the staging volume and runs
+ * the checks where the data is; we record what it found. */
+static int run_checks(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
+{
+	struct job_status st = { 0 };
+	struct check_result res = { 0 };
+	char *volume = operator_volume_name(ds), *job = operator_check_job_name(ds), *logs = NULL;
+	int rc;
+
+	if (!volume || !job) {
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	rc = publish_copy_verified(src, manifest, dest);
-	if (rc == AL_ERR_CONFLICT) {
-		/* Copy the message: the thread's error buffer is reused below. */
-		char *why = util_strdup(al_error_message());
-		struct gate_input in = { .reason = why ? why : "the data changed" };
-		rc = transition(ctx, ds, GATE_EV_DATA_CHANGED, &in);
-		free(why);
+	if ((rc = runtime_job_get(ctx->runtime, job, &st)))
 		goto out;
+	switch (st.phase) {
+	case JOB_RUNNING:
+		*requeue_ms = 500;
+		goto out;
+	case JOB_NOT_FOUND: {
+		/* Back here after data-changed: the publish job that found the
+		 * change may still be there if we died before deleting it. */
+		long n = data_changes_of(ds);
+		if (n > 0) {
+			char *prev = round_job_name("publish", ds, attempt_of(ds), n - 1);
+			if (!prev) {
+				rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			remove_publish_job(ctx, prev);
+			free(prev);
+		}
+		rc = start_check_job(ctx, job, volume);
+		*requeue_ms = 200;
+		goto out;
+	}
+	case JOB_FAILED:
+		/* The job crashed (not a failed check): the data cannot go on. */
+		rc = transition_why(ctx, ds, GATE_EV_CHECKS_FAILED, "the check job", job, "failed", st.reason);
+		break;
+	case JOB_SUCCEEDED:
+		if ((rc = runtime_job_logs(ctx->runtime, job, &logs)))
+			goto out;
+		if (job_result_parse_check(logs, &res) < 0) {
+			char *detail = util_strdup(al_error_message());
+			rc = transition_why(ctx, ds, GATE_EV_CHECKS_FAILED, "the check job", job, "gave no usable result",
+					    detail ? detail : "out of memory");
+			free(detail);
+		} else {
+			struct gate_input in = { .manifest = res.manifest, .checks = res.checks, .reason = res.reason };
+			rc = transition(ctx, ds, res.passed ? GATE_EV_CHECKS_PASSED : GATE_EV_CHECKS_FAILED, &in);
+		}
+		break;
+	}
+	/* Recorded: the job has done its work. */
+	if (!rc)
+		remove_job(ctx, job, NULL);
+out:
+	check_result_free(&res);
+	job_status_free(&st);
+	free(logs);
+	free(volume);
+	free(job);
+	return rc;
+}
+
+static int start_publish_job(struct operator_ctx *ctx, json_t *ds, const char *job, const char *ws, int *failed)
+{
+	const char *name = json_string_value(json_object_get(json_object_get(ds, "metadata"), "name"));
+	const json_t *manifest = json_object_get(json_object_get(ds, "status"), "manifest");
+	char *volume = operator_volume_name(ds), *secret = suffixed(job, "-manifest");
+	char *check = round_job_name("check", ds, attempt_of(ds), data_changes_of(ds));
+	int rc;
+
+	*failed = 0;
+	if (!volume || !secret || !check) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (!json_is_object(manifest) || !name) {
+		*failed = 1;
+		rc = fail(ctx, ds, "approved, but there is no manifest to publish: retry to collect and check the data again");
+		goto out;
+	}
+	/* The check job of this round is done with (we may have died before
+	 * deleting it). */
+	remove_job(ctx, check, NULL);
+	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, NULL)) ||
+	    (rc = runtime_volume_ensure(ctx->runtime, VOLUME_WORKSPACE, ws, NULL)) ||
+	    (rc = runtime_secret_ensure(ctx->runtime, secret, manifest)))
+		goto out;
+	{
+		const char *args[] = { "publish-job", "--name", name, NULL };
+		struct job_spec spec = {
+			.name = job,
+			.args = args,
+			.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume,
+				      .env = "AIRLOCK_SOURCE_DIR", .read_only = 1 },
+				    { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_WORKSPACE, .name = ws, .env = "AIRLOCK_TARGET_DIR" },
+				    { .kind = JOB_MOUNT_SECRET, .name = secret, .env = "AIRLOCK_MANIFEST_FILE" } },
+			.timeout_seconds = ctx->cfg->job_timeout_seconds,
+		};
+		rc = runtime_job_start(ctx->runtime, &spec);
+		if (rc == AL_ERR_EXISTS)
+			rc = AL_OK; /* started by an earlier attempt of this reconcile */
+	}
+out:
+	free(volume);
+	free(secret);
+	free(check);
+	return rc;
+}
+
+/* Approved: the publish job copies the approved files into the workspace
+ * and verifies them; we record where they went, or that the data changed. */
+static int publish(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
+{
+	const char *ws = json_string_value(json_object_get(json_object_get(json_object_get(ds, "metadata"), "labels"), WORKSPACE_LABEL));
+	const char *approved = json_string_value(json_object_get(json_object_get(json_object_get(ds, "status"), "manifest"), "digest"));
+	struct job_status st = { 0 };
+	struct publish_result res = { 0 };
+	char *volume = NULL, *job = NULL, *logs = NULL;
+	int rc, failed = 0, published = 0;
+
+	if (!ws || !*ws) {
+		struct gate_input in = { .reason = "no workspace: the datasource has no " WORKSPACE_LABEL " label" };
+		return transition(ctx, ds, GATE_EV_DATA_CHANGED, &in);
+	}
+	volume = operator_volume_name(ds);
+	job = operator_publish_job_name(ds);
+	if (!volume || !job) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = runtime_job_get(ctx->runtime, job, &st)))
+		goto out;
+	switch (st.phase) {
+	case JOB_RUNNING:
+		*requeue_ms = 500;
+		goto out;
+	case JOB_NOT_FOUND:
+		rc = start_publish_job(ctx, ds, job, ws, &failed);
+		if (!failed)
+			*requeue_ms = 200;
+		goto out;
+	case JOB_FAILED:
+		rc = transition_why(ctx, ds, GATE_EV_COLLECT_FAILED, "the publish job", job, "failed", st.reason);
+		break;
+	case JOB_SUCCEEDED:
+		if ((rc = runtime_job_logs(ctx->runtime, job, &logs)))
+			goto out;
+		if (job_result_parse_publish(logs, &res) < 0) {
+			char *detail = util_strdup(al_error_message());
+			rc = transition_why(ctx, ds, GATE_EV_COLLECT_FAILED, "the publish job", job,
+					    "gave no usable result", detail ? detail : "out of memory");
+			free(detail);
+		} else if (res.data_changed) {
+			struct gate_input in = { .reason = res.reason };
+			rc = transition(ctx, ds, GATE_EV_DATA_CHANGED, &in);
+		} else if (!approved || strcmp(res.digest, approved)) {
+			rc = transition_why(ctx, ds, GATE_EV_COLLECT_FAILED, "the publish job", job,
+					    "published other data than was approved", res.digest);
+		} else {
+			struct gate_input in = { .published_path = res.published };
+			rc = transition(ctx, ds, GATE_EV_PUBLISH, &in);
+			published = !rc;
+		}
+		break;
 	}
 	if (rc)
 		goto out;
-	{
-		struct gate_input in = { .published_path = dest };
-		if ((rc = transition(ctx, ds, GATE_EV_PUBLISH, &in)))
-			goto out;
-	}
+	remove_publish_job(ctx, job);
 	/* The data now lives in the workspace; the staging copy has done its job. */
-	if (runtime_volume_delete(ctx->runtime, VOLUME_STAGING, volume))
+	if (published && runtime_volume_delete(ctx->runtime, VOLUME_STAGING, volume))
 		log_warn("cannot remove staging volume %s: %s", volume, al_error_message());
 out:
+	publish_result_free(&res);
+	job_status_free(&st);
+	free(logs);
 	free(volume);
-	free(src);
-	free(ws_path);
-	free(dest);
+	free(job);
 	return rc;
 }
 
@@ -454,9 +685,9 @@ int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, cons
 		else
 			rc = run_import_job(ctx, ds, job, requeue_ms);
 	} else if (!strcmp(stage, STAGE_CHECKING)) {
-		rc = run_checks(ctx, ds);
+		rc = run_checks(ctx, ds, requeue_ms);
 	} else if (!strcmp(stage, STAGE_APPROVED)) {
-		rc = publish(ctx, ds);
+		rc = publish(ctx, ds, requeue_ms);
 	} else if (!strcmp(stage, STAGE_REJECTED)) {
 		rc = purge(ctx, ds);
 	}
@@ -464,10 +695,14 @@ int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, cons
 	return rc;
 }
 
+/* Most attempts and rounds whose jobs cleanup looks for. */
+#define CLEANUP_MAX_JOBS 4096
+
 int operator_cleanup_datasource(struct operator_ctx *ctx, const json_t *deleted)
 {
 	char *volume = operator_volume_name(deleted);
 	const char *job = json_string_value(json_object_get(json_object_get(json_object_get(deleted, "status"), "job"), "name"));
+	long attempts = attempt_of(deleted), rounds = data_changes_of(deleted) + 1, looked = 0;
 	int rc = AL_OK;
 
 	if (!volume)
@@ -476,6 +711,30 @@ int operator_cleanup_datasource(struct operator_ctx *ctx, const json_t *deleted)
 		delete_job_secrets(ctx, job);
 		if ((rc = runtime_job_delete(ctx->runtime, job)))
 			log_warn("cannot remove job %s: %s", job, al_error_message());
+	}
+	/* Every job it may have had: import jobs of earlier attempts, and check
+	 * or publish jobs left by a crash between recording and deleting (or a
+	 * deletion while one ran). Newest first, within a bound. */
+	for (long a = attempts; a >= 1 && looked < CLEANUP_MAX_JOBS; a--) {
+		char *imp = import_job_name(deleted, a);
+		if (imp) {
+			if (!job || strcmp(imp, job)) {
+				delete_job_secrets(ctx, imp);
+				if (runtime_job_delete(ctx->runtime, imp))
+					log_warn("cannot remove job %s: %s", imp, al_error_message());
+			}
+			free(imp);
+		}
+		for (long r = rounds - 1; r >= 0 && looked < CLEANUP_MAX_JOBS; r--, looked++) {
+			char *check = round_job_name("check", deleted, a, r);
+			char *pub = round_job_name("publish", deleted, a, r);
+			if (check)
+				remove_job(ctx, check, NULL);
+			if (pub)
+				remove_publish_job(ctx, pub);
+			free(check);
+			free(pub);
+		}
 	}
 	if ((rc = runtime_volume_delete(ctx->runtime, VOLUME_STAGING, volume)))
 		log_warn("cannot remove staging volume %s: %s", volume, al_error_message());

@@ -27,7 +27,8 @@ struct operator_ctx {
 	struct runtime *runtime;           /* borrowed */
 	const struct airlock_config *cfg;  /* borrowed */
 	struct credstore *creds;           /* borrowed; source credentials */
-	const char *self_exe;              /* the airlock binary, run as `run-job` */
+	const char *self_exe;              /* unused: the runtime supplies the airlock executable
+	                                    * (kept until cmd_serve.c stops setting it) */
 };
 
 /* Reconciles one AnalyticsWorkspaceDataSource. *requeue_ms > 0 asks to be
@@ -40,12 +41,17 @@ int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, cons
  * visits everything. */
 int operator_has_work(const json_t *ds);
 
-/* Cleans up what a deleted datasource left (staging volume, job, secrets). */
+/* Cleans up what a deleted datasource left (staging volume, its import,
+ * check and publish jobs and their secrets). */
 int operator_cleanup_datasource(struct operator_ctx *ctx, const json_t *deleted);
 
-/* Deterministic child names (new strings; free them). */
+/* Deterministic child names (new strings; free them): the staging volume
+ * ds-<uid>, the import job import-<uid>-<attempt>, and the current round's
+ * check and publish jobs check-/publish-<uid>-<attempt>-<status.dataChanges>. */
 char *operator_volume_name(const json_t *ds);
 char *operator_job_name(const json_t *ds);
+char *operator_check_job_name(const json_t *ds);
+char *operator_publish_job_name(const json_t *ds);
 
 struct controller;
 

@@ -254,8 +254,7 @@ int job_shim_last_line(const char *path, char **out)
 struct shim_spec {
 	json_t *root;
 	const char *name;
-	const char *volume_path; /* or NULL */
-	const char *secret_path; /* or NULL */
+	json_t *env;             /* {NAME: value}, borrowed from root; may be NULL */
 	long long timeout;       /* seconds, 0 = none */
 	char **argv;             /* pointers into root */
 };
@@ -313,12 +312,20 @@ static int spec_load(const char *jobdir, struct shim_spec *sp)
 	args = json_object_get(sp->root, "argv");
 	t = json_object_get(sp->root, "timeoutSeconds");
 	sp->name = opt_string(sp->root, "name", &bad);
-	sp->volume_path = opt_string(sp->root, "volumePath", &bad);
-	sp->secret_path = opt_string(sp->root, "secretPath", &bad);
+	sp->env = json_object_get(sp->root, "env");
+	if (sp->env) {
+		const char *k;
+		json_t *v;
+		if (!json_is_object(sp->env))
+			bad = 1;
+		json_object_foreach(sp->env, k, v)
+			if (!*k || strchr(k, '=') || !json_is_string(v))
+				bad = 1;
+	}
 	if (bad || !sp->name || !json_is_array(args) || !(n = json_array_size(args)) ||
 	    (t && !json_is_integer(t)) || (t && json_integer_value(t) < 0)) {
 		al_error_set(AL_ERR_INVALID, "job spec %s is malformed: it needs name, a non-empty argv "
-			     "array, optional volumePath/secretPath strings and timeoutSeconds >= 0", path);
+			     "array, an optional env object of NAME -> string and timeoutSeconds >= 0", path);
 		free(path);
 		spec_free(sp);
 		return AL_ERR_INVALID;
@@ -493,6 +500,40 @@ static enum end_cause supervise(pid_t child, long long timeout_s, const sigset_t
 	return cause;
 }
 
+/* The job sees its name and its mounts' variables, and no other AIRLOCK_*
+ * variable of the server that started it (a login token, a config path). */
+static int job_environment(const struct shim_spec *sp)
+{
+	const char *key;
+	json_t *v;
+
+	for (;;) {
+		char name[256];
+		int found = 0;
+		for (char **e = environ; *e; e++) {
+			const char *eq = strchr(*e, '=');
+			size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+			if (!strncmp(*e, "AIRLOCK_", 8) && len < sizeof(name)) {
+				memcpy(name, *e, len);
+				name[len] = '\0';
+				found = 1;
+				break;
+			}
+		}
+		if (!found)
+			break;
+		/* environ changes under unsetenv: look again from the start. */
+		if (unsetenv(name) < 0)
+			return -1;
+	}
+	if (setenv("AIRLOCK_JOB_NAME", sp->name, 1) < 0)
+		return -1;
+	json_object_foreach(sp->env, key, v)
+		if (setenv(key, json_string_value(v), 1) < 0)
+			return -1;
+	return 0;
+}
+
 static int run_shim(const char *jobdir, struct shim_spec *sp, int notify_fd)
 {
 	char started_at[UTIL_TIME_LEN], finished_at[UTIL_TIME_LEN];
@@ -501,7 +542,7 @@ static int run_shim(const char *jobdir, struct shim_spec *sp, int notify_fd)
 	char *log_path = util_path_join(jobdir, JOB_LOG_FILE);
 	struct buf reason;
 	sigset_t sigs, oldmask;
-	const char *cwd = sp->volume_path ? sp->volume_path : jobdir;
+	const char *cwd = jobdir;
 	enum end_cause cause;
 	int wstatus = 0, rc = 1, exit_code = 0, ok = 0;
 	pid_t child;
@@ -528,10 +569,7 @@ static int run_shim(const char *jobdir, struct shim_spec *sp, int notify_fd)
 		tell_launcher(&notify_fd, 'N');
 		goto out;
 	}
-	if (setenv("AIRLOCK_JOB_NAME", sp->name, 1) < 0 ||
-	    (sp->volume_path ? setenv("AIRLOCK_OUTPUT_DIR", sp->volume_path, 1) : unsetenv("AIRLOCK_OUTPUT_DIR")) < 0 ||
-	    (sp->secret_path ? setenv("AIRLOCK_CREDENTIALS_FILE", sp->secret_path, 1)
-			     : unsetenv("AIRLOCK_CREDENTIALS_FILE")) < 0) {
+	if (job_environment(sp) < 0) {
 		shim_say("cannot set the job's environment: %s", strerror(errno));
 		unlink(shim_pid_path);
 		tell_launcher(&notify_fd, 'N');

@@ -12,7 +12,11 @@
  *
  * A job directory holds:
  *   spec.json    written by runtime_local before the shim starts
- *                {name, argv[], volumePath, secretPath, timeoutSeconds, createdAt}
+ *                {name, argv[], env{NAME: value}, mounts[], timeoutSeconds, createdAt}:
+ *                argv[0] is the airlock binary; env holds the mounts' variables
+ *                (mounts[] records them for people and is not read by the shim).
+ *                The job runs in the job directory with AIRLOCK_JOB_NAME and
+ *                env set, and every other inherited AIRLOCK_* variable removed.
  *   shim.pid     "<pid> <starttime> <boot_id>": the shim's identity, so a
  *                reused pid (or a reboot) is never mistaken for the shim
  *   job.pid      the same for the job's process-group leader

@@ -49,6 +49,53 @@ int runtime_check_name(const char *what, const char *name)
 	return AL_OK;
 }
 
+static int env_name_ok(const char *env)
+{
+	if (!env || !*env || (*env >= '0' && *env <= '9') || strlen(env) > 128)
+		return 0;
+	for (const char *p = env; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return 0;
+	return 1;
+}
+
+int runtime_check_job_spec(const struct job_spec *spec)
+{
+	int rc;
+
+	if (!spec)
+		return al_error_set(AL_ERR_INVALID, "job spec is missing");
+	if ((rc = runtime_check_name("job", spec->name)) < 0)
+		return rc;
+	if (!spec->args || !spec->args[0] || !spec->args[0][0] || spec->args[0][0] == '-')
+		return al_error_set(AL_ERR_INVALID, "job '%s': args must start with an airlock subcommand", spec->name);
+	if (spec->timeout_seconds < 0)
+		return al_error_set(AL_ERR_INVALID, "job '%s': timeout_seconds must be >= 0 (0 = no limit)", spec->name);
+	for (size_t i = 0; i < JOB_MOUNTS_MAX; i++) {
+		const struct job_mount *m = &spec->mounts[i];
+		if (!m->env)
+			continue;
+		if (!env_name_ok(m->env) || !strcmp(m->env, RUNTIME_JOB_NAME_ENV))
+			return al_error_set(AL_ERR_INVALID,
+					    "job '%s': mounts[%zu].env '%.40s' is not allowed: use upper-case letters, "
+					    "digits and '_', not starting with a digit, and not %s",
+					    spec->name, i, m->env, RUNTIME_JOB_NAME_ENV);
+		for (size_t k = 0; k < i; k++)
+			if (spec->mounts[k].env && !strcmp(spec->mounts[k].env, m->env))
+				return al_error_set(AL_ERR_INVALID, "job '%s': mounts[%zu] and mounts[%zu] both set %s",
+						    spec->name, k, i, m->env);
+		if (m->kind != JOB_MOUNT_VOLUME && m->kind != JOB_MOUNT_SECRET)
+			return al_error_set(AL_ERR_INVALID, "job '%s': mounts[%zu] is neither a volume nor a secret",
+					    spec->name, i);
+		if (m->kind == JOB_MOUNT_VOLUME && m->cls != VOLUME_STAGING && m->cls != VOLUME_WORKSPACE)
+			return al_error_set(AL_ERR_INVALID, "job '%s': mounts[%zu]: volume class %d is neither staging "
+					    "nor workspace", spec->name, i, (int)m->cls);
+		if ((rc = runtime_check_name(m->kind == JOB_MOUNT_VOLUME ? "volume" : "secret", m->name)) < 0)
+			return al_error_wrap(rc, "job '%s': mounts[%zu]", spec->name, i);
+	}
+	return AL_OK;
+}
+
 #define DISPATCH(rt, fn, ...)                                                                      \
 	do {                                                                                       \
 		if (!(rt) || !(rt)->ops)                                                           \
@@ -68,9 +115,9 @@ int runtime_volume_delete(struct runtime *rt, enum volume_class cls, const char 
 	DISPATCH(rt, volume_delete, cls, name);
 }
 
-int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data, char **out_path)
+int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data)
 {
-	DISPATCH(rt, secret_ensure, name, data, out_path);
+	DISPATCH(rt, secret_ensure, name, data);
 }
 
 int runtime_secret_delete(struct runtime *rt, const char *name)

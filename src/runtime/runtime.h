@@ -23,12 +23,58 @@ enum volume_class { VOLUME_STAGING = 0, VOLUME_WORKSPACE };
 
 enum job_phase { JOB_NOT_FOUND = 0, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED };
 
+/*
+ * Jobs are described by what they do, not by how one machine runs them, so
+ * that every runtime can run the same description:
+ *
+ *  - `args` is an airlock subcommand and its arguments ({"check-job",
+ *    "--max-files", "10000", NULL}). The runtime supplies the airlock
+ *    executable: the local runtime runs `<self_exe> <args...>`; a Kubernetes
+ *    runtime runs the airlock runner image, whose entrypoint is airlock, with
+ *    `args` as the container's args. Arguments never carry paths or secrets.
+ *
+ *  - `mounts` say what the job may reach. For each mount the runtime makes the
+ *    volume directory, or the secret's file, available to the job and sets
+ *    the environment variable `env` to its path *as the job sees it*:
+ *      local: the volume's real directory, the secret's JSON file (0600);
+ *      Kubernetes: e.g. a PVC mounted at /mnt/<env in lower case> (readOnly
+ *      as asked), a Secret mounted as one file holding the JSON object (the
+ *      runtime stores the object's JSON under one key and mounts it with
+ *      items/subPath).
+ *    The subcommands read those variables when their flags are absent.
+ *    Unused entries have env == NULL. A volume or secret must exist before
+ *    the job starts (volume_ensure / secret_ensure): AL_ERR_NOT_FOUND.
+ *    `read_only` asks that the job can only read the volume. Kubernetes
+ *    enforces it with a read-only mount; the local runtime cannot (a job runs
+ *    as the same user as the server), so the subcommands that get read-only
+ *    mounts (check-job, publish-job's source) open those paths read-only.
+ *
+ *  - The job sees AIRLOCK_JOB_NAME (its name) and the mounts' variables, and
+ *    no other AIRLOCK_* variable of the process that started it. Its working
+ *    directory is the runtime's choice (local: the job's own directory).
+ *
+ *  - A job reports through its output (stdout and stderr, in order, as
+ *    job_logs returns them) and its exit status: a failure's reason is the
+ *    last line of output. Jobs that return a result print it as their last
+ *    line of stdout (see operator/jobresult.h).
+ */
+#define JOB_MOUNTS_MAX 4
+
+enum job_mount_kind { JOB_MOUNT_VOLUME = 0, JOB_MOUNT_SECRET };
+
+struct job_mount {
+	enum job_mount_kind kind;
+	enum volume_class cls;   /* volumes only */
+	const char *name;        /* the volume's or secret's name */
+	const char *env;         /* ^[A-Z_][A-Z0-9_]*$, unique in the job; NULL = unused entry */
+	int read_only;           /* volumes: the job only reads it (see above) */
+};
+
 struct job_spec {
-	const char *name;        /* deterministic; see runtime_check_name() */
-	char *const *argv;       /* argv[0] is the program; NULL-terminated */
-	const char *volume;      /* staging volume name mounted as the job's output (may be NULL) */
-	const char *secret;      /* secret name whose file the job reads (may be NULL) */
-	int timeout_seconds;     /* the job is killed and fails after this; 0 = no limit */
+	const char *name;                       /* deterministic; see runtime_check_name() */
+	const char *const *args;                /* airlock subcommand and arguments; NULL-terminated */
+	struct job_mount mounts[JOB_MOUNTS_MAX];
+	int timeout_seconds;                    /* the job is killed and fails after this; 0 = no limit */
 };
 
 struct job_status {
@@ -46,7 +92,7 @@ struct runtime;
 struct runtime_ops {
 	int (*volume_ensure)(struct runtime *rt, enum volume_class cls, const char *name, char **out_path);
 	int (*volume_delete)(struct runtime *rt, enum volume_class cls, const char *name);
-	int (*secret_ensure)(struct runtime *rt, const char *name, const json_t *data, char **out_path);
+	int (*secret_ensure)(struct runtime *rt, const char *name, const json_t *data);
 	int (*secret_delete)(struct runtime *rt, const char *name);
 	int (*job_start)(struct runtime *rt, const struct job_spec *spec);
 	int (*job_get)(struct runtime *rt, const char *name, struct job_status *out);
@@ -60,8 +106,9 @@ struct runtime {
 };
 
 /* Local runtime rooted at state_dir (jobs/, secrets/), staging_root and
- * workspace_root. `self_exe` is the airlock binary used as the job shim
- * (`<self_exe> job-shim <jobdir>`); NULL means this very executable.
+ * workspace_root. `self_exe` is the airlock binary: it runs as the job shim
+ * (`<self_exe> job-shim <jobdir>`), which runs `<self_exe> <args...>`; NULL
+ * means this very executable.
  * staging_root and workspace_root must be separate (neither inside the other)
  * and state_dir must not lie inside either: AL_ERR_INVALID, nothing created.
  * Jobs started here outlive the runtime handle and the process. */
@@ -73,14 +120,37 @@ int runtime_local_open(struct runtime **out, const char *state_dir, const char *
  * path component; else AL_ERR_INVALID naming `what` ("volume", "job" ...). */
 int runtime_check_name(const char *what, const char *name);
 
+/* The variable every job gets with its own name. */
+#define RUNTIME_JOB_NAME_ENV "AIRLOCK_JOB_NAME"
+
+/* AL_OK when `spec` is well formed (every runtime checks this before
+ * anything else): a valid name, args starting with a subcommand, timeout
+ * >= 0, and every used mount of a known kind and class, with a valid name and
+ * a unique env (not RUNTIME_JOB_NAME_ENV); else AL_ERR_INVALID naming the
+ * field. It does not look at what exists. */
+int runtime_check_job_spec(const struct job_spec *spec);
+
+/* Creates the volume unless it exists. *out_path (may be NULL) is where this
+ * process can reach it (local: its directory); the reconcilers do not use it,
+ * since in Kubernetes the operator cannot reach volumes: only jobs can. */
 int runtime_volume_ensure(struct runtime *rt, enum volume_class cls, const char *name, char **out_path);
 int runtime_volume_delete(struct runtime *rt, enum volume_class cls, const char *name);
-/* Writes `data` (a JSON object, usually key -> string) where only the job can read
- * it: a file of mode 0600. Returns the file's path. */
-int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data, char **out_path);
+/* Stores `data` (a JSON object: key -> string, or any nested object) where
+ * only the jobs that mount it can read it (local: state/secrets/<name>.json,
+ * mode 0600; Kubernetes: a Secret). Ensuring it again replaces the data. */
+int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data);
 int runtime_secret_delete(struct runtime *rt, const char *name);
+/* Starts the job described above; AL_ERR_EXISTS when a job of that name
+ * exists (running or finished: it is never started twice), AL_ERR_NOT_FOUND
+ * when a mounted volume or secret does not exist, AL_ERR_INVALID for a bad
+ * spec (name, args, mounts, timeout). */
 int runtime_job_start(struct runtime *rt, const struct job_spec *spec);
 int runtime_job_get(struct runtime *rt, const char *name, struct job_status *out);
+/* The job's output (stdout and stderr as one stream), at most its last
+ * RUNTIME_JOB_LOGS_MAX bytes: enough for the largest result line a job may
+ * print (JOB_RESULT_MAX in operator/jobresult.h) plus some output before it.
+ * AL_ERR_NOT_FOUND when there is no such job. */
+#define RUNTIME_JOB_LOGS_MAX (((size_t)33) << 20)
 int runtime_job_logs(struct runtime *rt, const char *name, char **out);
 int runtime_job_delete(struct runtime *rt, const char *name);
 void runtime_close(struct runtime *rt);

@@ -41,7 +41,7 @@
  * spec was written; later, its supervisor is presumed lost. */
 #define JOB_START_GRACE_SECONDS 10
 /* job_logs returns at most the last this many bytes. */
-#define JOB_LOGS_MAX ((size_t)1 << 20)
+#define JOB_LOGS_MAX RUNTIME_JOB_LOGS_MAX
 #define JOB_SPEC_MAX ((size_t)1 << 20)
 
 struct runtime_local {
@@ -229,14 +229,12 @@ static int local_volume_delete(struct runtime *rt, enum volume_class cls, const 
 
 /* ---- secrets ---------------------------------------------------------- */
 
-static int local_secret_ensure(struct runtime *rt, const char *name, const json_t *data, char **out_path)
+static int local_secret_ensure(struct runtime *rt, const char *name, const json_t *data)
 {
 	char *path = NULL, *text = NULL;
 	size_t len = 0;
 	int rc;
 
-	if (out_path)
-		*out_path = NULL;
 	if ((rc = secret_path(local_of(rt), name, &path)) < 0)
 		return rc;
 	/* Usually key -> string, but any object is stored as given: the
@@ -253,10 +251,6 @@ static int local_secret_ensure(struct runtime *rt, const char *name, const json_
 	if ((rc = util_write_file_atomic(path, text, len, 0600)) < 0) {
 		al_error_wrap(rc, "cannot store secret '%s'", name);
 		goto out;
-	}
-	if (out_path) {
-		*out_path = path;
-		path = NULL;
 	}
 out:
 	if (text) {
@@ -282,60 +276,87 @@ static int local_secret_delete(struct runtime *rt, const char *name)
 
 /* ---- jobs ------------------------------------------------------------- */
 
+/* Where a mount is, checked to exist: a volume's directory or a secret's file. */
+static int mount_path(struct runtime_local *rl, const struct job_spec *spec, const struct job_mount *m, char **out)
+{
+	struct stat st;
+	int rc;
+
+	if (m->kind == JOB_MOUNT_VOLUME) {
+		if ((rc = volume_path(rl, m->cls, m->name, out)) < 0)
+			return rc;
+		if (stat(*out, &st) < 0 || !S_ISDIR(st.st_mode))
+			rc = al_error_set(AL_ERR_NOT_FOUND,
+					  "job '%s': %s volume '%s' does not exist; ensure the volume before starting "
+					  "the job", spec->name, m->cls == VOLUME_STAGING ? "staging" : "workspace", m->name);
+	} else {
+		if ((rc = secret_path(rl, m->name, out)) < 0)
+			return rc;
+		if (stat(*out, &st) < 0 || !S_ISREG(st.st_mode))
+			rc = al_error_set(AL_ERR_NOT_FOUND,
+					  "job '%s': secret '%s' does not exist; ensure the secret before starting the job",
+					  spec->name, m->name);
+	}
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* spec.json for the shim (see job_shim.h): the full argv (this airlock, then
+ * the subcommand) and the environment the mounts give. Read-only is recorded
+ * for the record; a local job runs as our user, so it is not enforced. */
 static int build_spec(struct runtime_local *rl, const struct job_spec *spec, char **out)
 {
 	char when[UTIL_TIME_LEN];
-	char *vpath = NULL, *spath = NULL;
-	json_t *o = NULL, *args = NULL;
-	struct stat st;
+	json_t *o = NULL, *argv = NULL, *env = NULL, *mounts = NULL;
 	int rc = AL_OK;
 
 	*out = NULL;
-	if (spec->volume) {
-		if ((rc = volume_path(rl, VOLUME_STAGING, spec->volume, &vpath)) < 0)
-			goto out;
-		if (stat(vpath, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			rc = al_error_set(AL_ERR_NOT_FOUND,
-					  "job '%s': staging volume '%s' does not exist; ensure the volume before "
-					  "starting the job", spec->name, spec->volume);
-			goto out;
-		}
-	}
-	if (spec->secret) {
-		if ((rc = secret_path(rl, spec->secret, &spath)) < 0)
-			goto out;
-		if (stat(spath, &st) < 0 || !S_ISREG(st.st_mode)) {
-			rc = al_error_set(AL_ERR_NOT_FOUND,
-					  "job '%s': secret '%s' does not exist; ensure the secret before starting "
-					  "the job", spec->name, spec->secret);
-			goto out;
-		}
-	}
-	if (!(args = json_array())) {
+	if (!(argv = json_array()) || !(env = json_object()) || !(mounts = json_array()) ||
+	    json_array_append_new(argv, json_string(rl->self_exe))) {
 		rc = oom();
 		goto out;
 	}
-	for (size_t i = 0; spec->argv[i]; i++) {
-		json_t *s = json_string(spec->argv[i]);
+	for (size_t i = 0; spec->args[i]; i++) {
+		json_t *s = json_string(spec->args[i]);
 		if (!s) {
-			rc = al_error_set(AL_ERR_INVALID, "job '%s': argv[%zu] is not valid UTF-8", spec->name, i);
+			rc = al_error_set(AL_ERR_INVALID, "job '%s': args[%zu] is not valid UTF-8", spec->name, i);
 			goto out;
 		}
-		if (json_array_append_new(args, s)) {
+		if (json_array_append_new(argv, s)) {
 			rc = oom();
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < JOB_MOUNTS_MAX; i++) {
+		const struct job_mount *m = &spec->mounts[i];
+		char *path = NULL;
+		json_t *rec;
+		if (!m->env)
+			continue;
+		if ((rc = mount_path(rl, spec, m, &path)) < 0)
+			goto out;
+		rec = json_pack("{s:s, s:s, s:s, s:s, s:b}", "kind", m->kind == JOB_MOUNT_VOLUME ? "volume" : "secret",
+				"name", m->name, "env", m->env, "path", path, "readOnly", m->kind == JOB_MOUNT_SECRET || m->read_only);
+		if (!rec || json_array_append_new(mounts, rec) || json_object_set_new(env, m->env, json_string(path))) {
+			free(path);
+			rc = oom();
+			goto out;
+		}
+		free(path);
+	}
 	util_now_rfc3339(when);
-	o = json_pack("{s:s, s:O, s:s?, s:s?, s:i, s:s}", "name", spec->name, "argv", args, "volumePath", vpath,
-		      "secretPath", spath, "timeoutSeconds", spec->timeout_seconds, "createdAt", when);
+	o = json_pack("{s:s, s:O, s:O, s:O, s:i, s:s}", "name", spec->name, "argv", argv, "env", env, "mounts", mounts,
+		      "timeoutSeconds", spec->timeout_seconds, "createdAt", when);
 	if (!o || !(*out = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER)))
 		rc = oom();
 out:
 	json_decref(o);
-	json_decref(args);
-	free(vpath);
-	free(spath);
+	json_decref(argv);
+	json_decref(env);
+	json_decref(mounts);
 	return rc;
 }
 
@@ -401,18 +422,10 @@ static int local_job_start(struct runtime *rt, const struct job_spec *spec)
 	char *dir = NULL, *spec_text = NULL, *spec_file = NULL, *log_file = NULL;
 	int rc, claimed = 0, not_started;
 
-	if (!spec)
-		return al_error_set(AL_ERR_INVALID, "job spec is missing");
+	if ((rc = runtime_check_job_spec(spec)) < 0)
+		return rc;
 	if ((rc = job_dir(rl, spec->name, &dir)) < 0)
 		return rc;
-	if (!spec->argv || !spec->argv[0] || !spec->argv[0][0]) {
-		rc = al_error_set(AL_ERR_INVALID, "job '%s': argv must name a program", spec->name);
-		goto out;
-	}
-	if (spec->timeout_seconds < 0) {
-		rc = al_error_set(AL_ERR_INVALID, "job '%s': timeout_seconds must be >= 0 (0 = no limit)", spec->name);
-		goto out;
-	}
 	if ((rc = build_spec(rl, spec, &spec_text)) < 0)
 		goto out;
 	if (!(spec_file = util_path_join(dir, JOB_SPEC_FILE)) || !(log_file = util_path_join(dir, JOB_LOG_FILE))) {

@@ -35,7 +35,10 @@ def test_kill9_during_import_converges(airlock, workspace, tmp_path):
     assert len(job_dirs) == 1
     airlock.start()
     ds = airlock.wait_stage("big-import", "AwaitingApproval", timeout=120)
-    assert len(list(jobs.iterdir())) == 1, "no duplicate job"
+    # Import jobs stay (their log tells how collection went); the check job
+    # is deleted once its result is recorded, which may be a moment after the
+    # stage changed, so only import jobs are counted.
+    assert len(list(jobs.glob("import-*"))) == 1, "no duplicate job"
     actions = [x["action"] for x in airlock.audit() if x.get("object", {}).get("name") == "big-import"]
     assert actions.count("collect-start") == 1
     assert actions.count("collect-succeeded") == 1
@@ -57,5 +60,7 @@ def test_kill9_at_random_moments_converges(airlock, workspace, tmp_path):
         airlock.start()
         airlock.wait_stage(name, "AwaitingApproval", timeout=60)
     jobs = airlock.data / "state" / "jobs"
-    assert len(list(jobs.iterdir())) == 4
+    # One import job each (check jobs are deleted once recorded; a kill -9
+    # between recording and deleting leaves one until publishing removes it).
+    assert len(list(jobs.glob("import-*"))) == 4
     assert "chain intact" in airlock.cli("audit", "verify").stdout

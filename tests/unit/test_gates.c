@@ -611,6 +611,8 @@ static void test_approval_stops_counting_when_data_changes(void **state)
 		     DATASTATE_COMPLETED, DATASTATE_COMPLETED, DIGEST_A);
 	assert_string_equal(json_string_value(json_object_get(a, "reason")), "attendances.csv changed");
 	json_decref(a);
+	/* Each data change starts a new round of checking (names the jobs). */
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(ds, "status"), "dataChanges")), 1);
 	assert_null(json_object_get(json_object_get(ds, "status"), "manifest"));
 	assert_null(json_object_get(json_object_get(ds, "status"), "checks"));
 	/* A stale approval cannot be given while checking. */
@@ -638,6 +640,7 @@ static void test_approval_stops_counting_when_data_changes(void **state)
 	expect_audit(a, "system", "airlock-operator", "data-changed", STAGE_APPROVED, STAGE_CHECKING,
 		     DATASTATE_COMPLETED, DATASTATE_COMPLETED, DIGEST_B);
 	assert_non_null(status_str(ds, "message"));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(ds, "status"), "dataChanges")), 2);
 	expect_condition(ds, "Approved", "False");
 	json_decref(a);
 	json_decref(mb);
@@ -707,6 +710,25 @@ static void test_publish(void **state)
 	expect_condition(ds, "Approved", "True");
 	expect_condition(ds, "Ready", "True");
 	assert_string_equal(json_string_value(json_object_get(condition(ds, "Ready"), "reason")), "Published");
+	json_decref(ds);
+	gates_config_free(&cfg);
+}
+
+/* A publish job that crashed (not a data change) ends the datasource Failed. */
+static void test_publish_failure(void **state)
+{
+	(void)state;
+	struct gates_config cfg;
+	json_t *ds = make_ds("Import", STAGE_APPROVED, DATASTATE_COMPLETED), *a;
+	struct gate_input in = { .reason = "the publish job publish-1 failed: exit status 1: disk full" };
+	give_manifest(ds, DIGEST_A);
+	assert_int_equal(gates_config_init_default(&cfg), AL_OK);
+	expect_refused(&cfg, ds, GATE_EV_COLLECT_FAILED, &APPR, &in, AL_ERR_FORBIDDEN);
+	a = apply_ok(&cfg, ds, GATE_EV_COLLECT_FAILED, &SYS, &in);
+	expect_audit(a, "system", "airlock-operator", "collect-failed", STAGE_APPROVED, STAGE_FAILED,
+		     DATASTATE_COMPLETED, DATASTATE_FAILED, DIGEST_A);
+	json_decref(a);
+	assert_string_equal(status_str(ds, "message"), in.reason);
 	json_decref(ds);
 	gates_config_free(&cfg);
 }
@@ -834,6 +856,7 @@ static const struct legal legal_rows[] = {
 	{ STAGE_AWAITING_APPROVAL, NULL, GATE_EV_DATA_CHANGED, 1 },
 	{ STAGE_APPROVED, NULL, GATE_EV_DATA_CHANGED, 1 },
 	{ STAGE_APPROVED, NULL, GATE_EV_PUBLISH, 1 },
+	{ STAGE_APPROVED, NULL, GATE_EV_COLLECT_FAILED, 1 },
 	{ STAGE_REJECTED, NULL, GATE_EV_PURGE, 1 },
 	{ STAGE_FAILED, NULL, GATE_EV_RETRY, 0 },
 };
@@ -1088,6 +1111,7 @@ int main(void)
 		cmocka_unit_test(test_approval_stops_counting_when_data_changes),
 		cmocka_unit_test(test_review_reject),
 		cmocka_unit_test(test_publish),
+		cmocka_unit_test(test_publish_failure),
 		cmocka_unit_test(test_retry),
 		cmocka_unit_test(test_conditions),
 		cmocka_unit_test(test_every_pair),

@@ -1,9 +1,11 @@
 /*
  * test_operator.c - the datasource reconciler and the controller, driven
  * against a real SQLite store and a real local runtime: jobs are real
- * `airlock run-job` processes (supervised by `airlock job-shim`), so the
- * built airlock binary is needed: $AIRLOCK_BIN, else the build's own
- * bin/airlock beside this test, else bin/airlock from the repository root.
+ * `airlock run-job`, `airlock check-job` and `airlock publish-job` processes
+ * (supervised by `airlock job-shim`), so the built airlock binary is needed:
+ * $AIRLOCK_BIN, else the build's own bin/airlock beside this test, else
+ * bin/airlock from the repository root. Failing jobs are simulated with a
+ * wrapper script standing in for airlock (see use_fake_airlock).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -379,6 +381,9 @@ static json_t *import_to_review(struct fixture *f, const char *name)
 	assert_int_equal(count_entries(jobs, "import-"), 1);
 	assert_int_equal(count_entries(jobs, job), 1);
 	assert_int_equal(count_entries(secrets, job), 0);
+	/* The check job, its result recorded, is gone too. */
+	assert_int_equal(count_entries(jobs, "check-"), 0);
+	assert_int_equal(count_entries(jobs, ""), 1);
 	audit_actions(f, name, actions, sizeof(actions));
 	assert_string_equal(actions, "submit,collect-start,collect-succeeded,checks-passed");
 	{
@@ -425,6 +430,18 @@ static void test_child_names(void **state)
 	assert_int_equal(runtime_check_name("job", j), AL_OK);
 	free(v);
 	free(j);
+	/* check and publish jobs: one round per data change */
+	j = operator_check_job_name(ds);
+	assert_string_equal(j, "check-0f3c-11-3-0");
+	free(j);
+	json_object_set_new(json_object_get(ds, "status"), "dataChanges", json_integer(2));
+	j = operator_check_job_name(ds);
+	assert_string_equal(j, "check-0f3c-11-3-2");
+	assert_int_equal(runtime_check_name("job", j), AL_OK);
+	free(j);
+	j = operator_publish_job_name(ds);
+	assert_string_equal(j, "publish-0f3c-11-3-2");
+	free(j);
 	json_decref(ds);
 }
 
@@ -469,9 +486,19 @@ static void test_import_approve_publish(void **state)
 		assert_int_equal(stat(dest, &st), 0);
 		assert_int_equal(st.st_mode & 07777, 0555);
 	}
-	/* The staging copy has done its job. */
+	/* The staging copy has done its job, and so have the publish job and
+	 * its manifest secret: only the import job is left. */
 	assert_false(util_path_exists(stage));
 	assert_int_equal(count_entries(ws, "."), 0);
+	{
+		char *jobs = util_path_join(f->state_dir, "jobs"), *secrets = util_path_join(f->state_dir, "secrets");
+		assert_int_equal(count_entries(jobs, "publish-"), 0);
+		assert_int_equal(count_entries(jobs, "check-"), 0);
+		assert_int_equal(count_entries(jobs, "import-"), 1);
+		assert_int_equal(count_entries(secrets, ""), 0);
+		free(jobs);
+		free(secrets);
+	}
 	audit_actions(f, "example-data-source-1", actions, sizeof(actions));
 	assert_string_equal(actions, "submit,collect-start,collect-succeeded,checks-passed,approve,publish");
 	{
@@ -527,6 +554,25 @@ static void test_changed_data_is_not_published(void **state)
 	audit_actions(f, "changing", actions, sizeof(actions));
 	assert_string_equal(actions,
 			    "submit,collect-start,collect-succeeded,checks-passed,approve,data-changed,checks-passed");
+	/* The second round of checks ran under new job names; both rounds' jobs are gone. */
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(again, "status"), "dataChanges")), 1);
+	{
+		char *jobs = util_path_join(f->state_dir, "jobs"), *secrets = util_path_join(f->state_dir, "secrets");
+		assert_int_equal(count_entries(jobs, "check-"), 0);
+		assert_int_equal(count_entries(jobs, "publish-"), 0);
+		assert_int_equal(count_entries(secrets, ""), 0);
+		free(jobs);
+		free(secrets);
+	}
+	/* Approved again, it publishes the new data (round 1's publish job). */
+	{
+		const char *d2 = json_string_value(json_object_get(json_object_get(json_object_get(again, "status"), "manifest"), "digest"));
+		json_t *pub;
+		assert_int_equal(decide(f, "changing", GATE_EV_REVIEW_APPROVE, "appr", d2, NULL), AL_OK);
+		pub = reconcile_until(f, "changing", STAGE_PUBLISHED, NULL);
+		assert_string_equal(st_str(pub, "publishedPath"), dest);
+		json_decref(pub);
+	}
 	{
 		json_t *missing = gates_missing_approvals(&f->cfg.gates, again);
 		assert_int_equal(json_array_size(missing), 1);
@@ -711,6 +757,213 @@ static void test_cleanup_import(void **state)
 	free(jobs);
 }
 
+/* Runs jobs through a wrapper standing in for airlock: the subcommand named
+ * by $TEST_CRASH_JOB crashes (exit 3, a last line on stderr), the one named
+ * by $TEST_NO_RESULT_JOB exits 0 without a result line; everything else
+ * (the shim included) is the real airlock. */
+static void use_fake_airlock(struct fixture *f)
+{
+	char *script = util_path_join(f->base, "fake-airlock.sh"), *text = NULL;
+	assert_non_null(script);
+	assert_true(asprintf(&text,
+			     "#!/bin/sh\n"
+			     "if [ -n \"$TEST_CRASH_JOB\" ] && [ \"$1\" = \"$TEST_CRASH_JOB\" ]; then\n"
+			     "  echo \"simulated crash in $1\" >&2; exit 3\n"
+			     "fi\n"
+			     "if [ -n \"$TEST_NO_RESULT_JOB\" ] && [ \"$1\" = \"$TEST_NO_RESULT_JOB\" ]; then\n"
+			     "  echo 'AIRLOCK-RESULT {\"passed\": tr'; echo 'all done'; exit 0\n"
+			     "fi\n"
+			     "exec '%s' \"$@\"\n",
+			     airlock_bin) > 0);
+	assert_int_equal(util_write_file_atomic(script, text, strlen(text), 0700), AL_OK);
+	runtime_close(f->rt);
+	f->rt = NULL;
+	assert_int_equal(runtime_local_open(&f->rt, f->state_dir, f->cfg.staging_root, f->cfg.workspace_root, script),
+			 AL_OK);
+	f->ctx.runtime = f->rt;
+	free(text);
+	free(script);
+}
+
+/* A check job that crashes is not a failed check, but the data cannot go on:
+ * Failed, with the job's reason; the job is gone. */
+static void test_check_job_crash(void **state)
+{
+	struct fixture *f = *state;
+	json_t *ds, *got;
+	char *jobs = util_path_join(f->state_dir, "jobs"), *job, want[512], actions[512];
+
+	use_fake_airlock(f);
+	setenv("TEST_CRASH_JOB", "check-job", 1);
+	ds = create_ds(f, "check-crash", "Import", "patients");
+	job = operator_check_job_name(ds);
+	got = reconcile_until(f, "check-crash", STAGE_FAILED, NULL);
+	unsetenv("TEST_CRASH_JOB");
+	snprintf(want, sizeof(want), "the check job %s failed: exit status 3: simulated crash in check-job", job);
+	assert_string_equal(st_str(got, "message"), want);
+	audit_actions(f, "check-crash", actions, sizeof(actions));
+	assert_string_equal(actions, "submit,collect-start,collect-succeeded,checks-failed");
+	assert_int_equal(count_entries(jobs, "check-"), 0);
+	assert_int_equal(count_entries(jobs, "import-"), 1);
+	json_decref(got);
+	json_decref(ds);
+
+	/* A job that ends well but says nothing usable is treated the same. */
+	setenv("TEST_NO_RESULT_JOB", "check-job", 1);
+	ds = create_ds(f, "check-mute", "Import", "patients");
+	got = reconcile_until(f, "check-mute", STAGE_FAILED, NULL);
+	unsetenv("TEST_NO_RESULT_JOB");
+	if (!strstr(st_str(got, "message"), "gave no usable result: the job ended without a result line; its last "
+					     "line was: all done"))
+		fail_msg("unexpected reason: %s", st_str(got, "message"));
+	assert_int_equal(count_entries(jobs, "check-"), 0);
+	json_decref(got);
+	json_decref(ds);
+	free(job);
+	free(jobs);
+}
+
+/* A publish job that crashes ends the datasource Failed (nothing published,
+ * the staging data kept for a retry); its job and manifest secret are gone. */
+static void test_publish_job_crash(void **state)
+{
+	struct fixture *f = *state;
+	json_t *ds, *got;
+	char *jobs = util_path_join(f->state_dir, "jobs"), *secrets = util_path_join(f->state_dir, "secrets");
+	char *ws = util_path_join(f->cfg.workspace_root, "ws1"), *dest = util_path_join(ws, "pub-crash");
+	char *job, *stage, want[512], actions[512];
+
+	use_fake_airlock(f);
+	ds = import_to_review(f, "pub-crash");
+	stage = staging_dir(f, ds);
+	assert_int_equal(decide(f, "pub-crash", GATE_EV_REVIEW_APPROVE, "appr",
+				json_string_value(json_object_get(json_object_get(json_object_get(ds, "status"), "manifest"), "digest")),
+				NULL),
+			 AL_OK);
+	json_decref(ds);
+	ds = get_ds(f, "pub-crash");
+	job = operator_publish_job_name(ds);
+	setenv("TEST_CRASH_JOB", "publish-job", 1);
+	got = reconcile_until(f, "pub-crash", STAGE_FAILED, NULL);
+	unsetenv("TEST_CRASH_JOB");
+	snprintf(want, sizeof(want), "the publish job %s failed: exit status 3: simulated crash in publish-job", job);
+	assert_string_equal(st_str(got, "message"), want);
+	assert_string_equal(gates_data_state(got), DATASTATE_FAILED);
+	audit_actions(f, "pub-crash", actions, sizeof(actions));
+	assert_string_equal(actions, "submit,collect-start,collect-succeeded,checks-passed,approve,collect-failed");
+	assert_false(util_path_exists(dest));
+	assert_true(util_path_exists(stage));
+	assert_int_equal(count_entries(jobs, "publish-"), 0);
+	assert_int_equal(count_entries(secrets, ""), 0);
+	json_decref(got);
+	json_decref(ds);
+	free(job);
+	free(stage);
+	free(jobs);
+	free(secrets);
+	free(ws);
+	free(dest);
+}
+
+/* Unsafe content (a symbolic link) fails the checks, without a manifest. */
+static void test_unsafe_content_fails_checks(void **state)
+{
+	struct fixture *f = *state;
+	json_t *ds = create_ds(f, "uploaded-link", "Uploaded", "patients"), *got, *audit = NULL, *out = NULL;
+	json_t *roles = json_pack("[s]", "researcher");
+	struct gate_actor eng = { 0, "eng", roles };
+	char *stage = staging_dir(f, ds), *link;
+
+	json_decref(ds);
+	got = reconcile_until(f, "uploaded-link", STAGE_UPLOADING, NULL);
+	link = util_path_join(stage, "passwd.csv");
+	assert_int_equal(symlink("/etc/passwd", link), 0);
+	assert_int_equal(gates_apply(&f->cfg.gates, got, GATE_EV_UPLOAD_COMPLETE, &eng, NULL, &audit), AL_OK);
+	assert_int_equal(store_update_status(f->store, got, audit, &out), AL_OK);
+	json_decref(audit);
+	json_decref(out);
+	json_decref(got);
+	got = reconcile_until(f, "uploaded-link", STAGE_FAILED, NULL);
+	if (!strstr(st_str(got, "message"), "symbolic link"))
+		fail_msg("the reason does not name the symbolic link: %s", st_str(got, "message"));
+	assert_null(json_object_get(json_object_get(got, "status"), "manifest"));
+	json_decref(got);
+	json_decref(roles);
+	free(link);
+	free(stage);
+}
+
+/* A check job started by a reconcile that then died is found, not started
+ * again: job_start's AL_ERR_EXISTS is "already started". */
+static void test_check_job_started_once(void **state)
+{
+	struct fixture *f = *state;
+	json_t *ds = create_ds(f, "once", "Import", "patients"), *got;
+	char *jobs = util_path_join(f->state_dir, "jobs");
+	int64_t deadline = util_monotonic_ms() + TIMEOUT_MS;
+	int requeue = 0, calls = 0;
+
+	json_decref(ds);
+	/* to Checking, and the check job started */
+	for (;;) {
+		assert_int_equal(operator_reconcile_datasource(&f->ctx, NS, "once", &requeue), AL_OK);
+		got = get_ds(f, "once");
+		if (!strcmp(gates_stage(got), STAGE_CHECKING) && count_entries(jobs, "check-") == 1) {
+			json_decref(got);
+			break;
+		}
+		json_decref(got);
+		assert_true(util_monotonic_ms() < deadline);
+		sleep_ms(requeue > 0 ? requeue : 10);
+	}
+	/* Reconciles while it runs (or after it finished) never start a second one. */
+	got = reconcile_until(f, "once", STAGE_AWAITING_APPROVAL, &calls);
+	assert_int_equal(count_entries(jobs, "check-"), 0);
+	{
+		char actions[512];
+		audit_actions(f, "once", actions, sizeof(actions));
+		assert_string_equal(actions, "submit,collect-start,collect-succeeded,checks-passed");
+	}
+	json_decref(got);
+	free(jobs);
+}
+
+/* Cleanup after deletion also removes check and publish jobs still there
+ * (a crash between recording a result and deleting the job). */
+static void test_cleanup_leftover_jobs(void **state)
+{
+	struct fixture *f = *state;
+	json_t *ds = import_to_review(f, "leftovers");
+	char *jobs = util_path_join(f->state_dir, "jobs"), *check = operator_check_job_name(ds);
+	char *pub = operator_publish_job_name(ds), *secret = NULL;
+	json_t *m = json_pack("{s:s}", "digest", "x");
+	const char *args[] = { "check-job", "--help", NULL };
+	struct job_spec spec = { .name = check, .args = args };
+	struct job_status st;
+
+	assert_int_equal(runtime_job_start(f->rt, &spec), AL_OK);
+	spec.name = pub;
+	assert_int_equal(runtime_job_start(f->rt, &spec), AL_OK);
+	assert_true(asprintf(&secret, "%s-manifest", pub) > 0);
+	assert_int_equal(runtime_secret_ensure(f->rt, secret, m), AL_OK);
+	assert_int_equal(count_entries(jobs, ""), 3);
+	assert_int_equal(operator_cleanup_datasource(&f->ctx, ds), AL_OK);
+	assert_int_equal(count_entries(jobs, ""), 0);
+	{
+		char *secrets = util_path_join(f->state_dir, "secrets");
+		assert_int_equal(count_entries(secrets, ""), 0);
+		free(secrets);
+	}
+	assert_int_equal(runtime_job_get(f->rt, check, &st), AL_OK);
+	assert_int_equal(st.phase, JOB_NOT_FOUND);
+	json_decref(m);
+	json_decref(ds);
+	free(secret);
+	free(check);
+	free(pub);
+	free(jobs);
+}
+
 /* The controller drives a new datasource to AwaitingApproval by itself. */
 static void test_controller(void **state)
 {
@@ -759,6 +1012,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_preflight_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uploaded_and_cleanup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_job_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_job_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unsafe_content_fails_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_job_started_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cleanup_leftover_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_controller, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);

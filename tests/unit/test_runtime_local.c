@@ -1,7 +1,9 @@
 /*
  * test_runtime_local.c - the local runtime: volumes, secrets and supervised
- * jobs, with real processes. This binary is also the job shim: the runtime
- * re-executes it as `<this test> job-shim <jobdir>`.
+ * jobs, with real processes. This binary stands in for airlock: the runtime
+ * re-executes it as `<this test> job-shim <jobdir>`, and the shim runs the
+ * job as `<this test> <args...>`, where the test's only "subcommand" is
+ * `sh -c SCRIPT`.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -215,12 +217,13 @@ static void test_secrets(void **state)
 	json_t *data = json_pack("{s:s, s:s}", "user", "alice", "password", "s3cret!");
 	json_t *bad = json_pack("{s:i, s:{s:[s]}}", "port", 5432, "spec", "objects", "t1");
 	json_t *arr = json_array();
-	char *path = NULL, *path2 = NULL, *dir, *text = NULL;
+	char *path, *dir, *text = NULL;
 	json_t *back;
 
-	assert_int_equal(runtime_secret_ensure(f->rt, "db-creds", data, &path), AL_OK);
-	assert_int_equal(mode_of(path), 0600);
 	dir = util_path_join(f->state, "secrets");
+	path = util_path_join(dir, "db-creds.json");
+	assert_int_equal(runtime_secret_ensure(f->rt, "db-creds", data), AL_OK);
+	assert_int_equal(mode_of(path), 0600);
 	assert_int_equal(mode_of(dir), 0700);
 	assert_int_equal(util_read_file(path, 4096, &text, NULL), AL_OK);
 	back = json_loads(text, 0, NULL);
@@ -230,24 +233,23 @@ static void test_secrets(void **state)
 
 	/* update in place */
 	json_object_set_new(data, "password", json_string("changed"));
-	assert_int_equal(runtime_secret_ensure(f->rt, "db-creds", data, &path2), AL_OK);
-	assert_string_equal(path, path2);
+	assert_int_equal(runtime_secret_ensure(f->rt, "db-creds", data), AL_OK);
 	assert_int_equal(util_read_file(path, 4096, &text, NULL), AL_OK);
 	assert_true(strstr(text, "changed") != NULL);
 	assert_int_equal(mode_of(path), 0600);
 	free(text);
 
 	/* nested objects are stored as given (the operator passes job definitions) */
-	assert_int_equal(runtime_secret_ensure(f->rt, "nested", bad, NULL), AL_OK);
-	assert_int_equal(runtime_secret_ensure(f->rt, "x", arr, NULL), AL_ERR_INVALID);
-	assert_int_equal(runtime_secret_ensure(f->rt, "x", NULL, NULL), AL_ERR_INVALID);
+	assert_int_equal(runtime_secret_ensure(f->rt, "nested", bad), AL_OK);
+	assert_int_equal(runtime_secret_ensure(f->rt, "x", arr), AL_ERR_INVALID);
+	assert_int_equal(runtime_secret_ensure(f->rt, "x", NULL), AL_ERR_INVALID);
+	assert_int_equal(runtime_secret_ensure(f->rt, "Bad", data), AL_ERR_INVALID);
 
 	assert_int_equal(runtime_secret_delete(f->rt, "db-creds"), AL_OK);
 	assert_false(util_path_exists(path));
 	assert_int_equal(runtime_secret_delete(f->rt, "db-creds"), AL_OK);
 	free(dir);
 	free(path);
-	free(path2);
 	json_decref(data);
 	json_decref(bad);
 	json_decref(arr);
@@ -255,15 +257,28 @@ static void test_secrets(void **state)
 
 /* ---- jobs ------------------------------------------------------------- */
 
+static void start_spec(struct runtime *rt, const struct job_spec *spec, int expect)
+{
+	int rc = runtime_job_start(rt, spec);
+	if (rc != expect)
+		fail_msg("job_start(%s) = %d, want %d: %s", spec->name, rc, expect, al_error_message());
+}
+
+/* `<this test> sh -c SCRIPT`, with an optional staging volume as
+ * $AIRLOCK_OUTPUT_DIR and an optional secret as $AIRLOCK_CREDENTIALS_FILE. */
 static void start_sh(struct runtime *rt, const char *name, const char *script, const char *volume,
 		     const char *secret, int timeout, int expect)
 {
-	char *argv[] = { "/bin/sh", "-c", (char *)script, NULL };
-	struct job_spec spec = { .name = name, .argv = argv, .volume = volume, .secret = secret,
-				 .timeout_seconds = timeout };
-	int rc = runtime_job_start(rt, &spec);
-	if (rc != expect)
-		fail_msg("job_start(%s) = %d, want %d: %s", name, rc, expect, al_error_message());
+	const char *args[] = { "sh", "-c", script, NULL };
+	struct job_spec spec = { .name = name, .args = args, .timeout_seconds = timeout };
+	size_t k = 0;
+	if (volume)
+		spec.mounts[k++] = (struct job_mount){ .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume,
+							.env = "AIRLOCK_OUTPUT_DIR" };
+	if (secret)
+		spec.mounts[k++] = (struct job_mount){ .kind = JOB_MOUNT_SECRET, .name = secret,
+							.env = "AIRLOCK_CREDENTIALS_FILE" };
+	start_spec(rt, &spec, expect);
 }
 
 static void test_job_succeeds(void **state)
@@ -334,14 +349,14 @@ static void test_job_fails(void **state)
 	assert_int_equal(st.exit_code, 137);
 	job_status_free(&st);
 
-	/* a program that does not exist */
-	char *argv[] = { "/nonexistent/importer", NULL };
-	struct job_spec spec = { .name = "noprog", .argv = argv };
+	/* a subcommand the executable does not have */
+	const char *args[] = { "no-such-subcommand", NULL };
+	struct job_spec spec = { .name = "nocmd", .args = args };
 	assert_int_equal(runtime_job_start(f->rt, &spec), AL_OK);
-	wait_done(f->rt, "noprog", 10000, &st);
+	wait_done(f->rt, "nocmd", 10000, &st);
 	assert_int_equal(st.phase, JOB_FAILED);
-	assert_int_equal(st.exit_code, 127);
-	assert_true(strstr(st.reason, "cannot run /nonexistent/importer") != NULL);
+	assert_int_equal(st.exit_code, 2);
+	assert_string_equal(st.reason, "exit status 2: 'no-such-subcommand' is not a command");
 	job_status_free(&st);
 }
 
@@ -397,34 +412,128 @@ static void test_job_runs_once(void **state)
 	start_sh(f->rt, "novol", "true", NULL, NULL, 0, AL_OK);
 	start_sh(f->rt, "BAD", "true", NULL, NULL, 0, AL_ERR_INVALID);
 	start_sh(f->rt, "neg", "true", NULL, NULL, -1, AL_ERR_INVALID);
+	{
+		/* a workspace volume that does not exist is refused too */
+		const char *args[] = { "sh", "-c", "true", NULL };
+		struct job_spec spec = { .name = "nows", .args = args,
+					 .mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_WORKSPACE, .name = "ws-x",
+						       .env = "TARGET" } } };
+		start_spec(f->rt, &spec, AL_ERR_NOT_FOUND);
+		assert_true(strstr(al_error_message(), "workspace volume 'ws-x'") != NULL);
+	}
 	free(count);
 	free(vol);
+}
+
+/* Malformed specs are refused before anything is claimed. */
+static void test_job_spec_checked(void **state)
+{
+	struct fixture *f = *state;
+	const char *args[] = { "sh", "-c", "true", NULL };
+	const char *empty[] = { NULL };
+	const char *flag[] = { "--help", NULL };
+	const char *blank[] = { "", NULL };
+	static const char *bad_env[] = { "", "lower", "9LIVES", "A-B", "A=B", "AIRLOCK_JOB_NAME" };
+	struct job_spec spec = { .name = "spec", .args = args };
+	struct job_status st;
+
+	assert_int_equal(runtime_volume_ensure(f->rt, VOLUME_STAGING, "v", NULL), AL_OK);
+	assert_int_equal(runtime_job_start(f->rt, NULL), AL_ERR_INVALID);
+	spec.args = NULL;
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	spec.args = empty;
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	spec.args = flag;
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	assert_true(strstr(al_error_message(), "subcommand") != NULL);
+	spec.args = blank;
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	spec.args = args;
+	for (size_t i = 0; i < sizeof(bad_env) / sizeof(bad_env[0]); i++) {
+		spec.mounts[0] = (struct job_mount){ .kind = JOB_MOUNT_VOLUME, .name = "v", .env = bad_env[i] };
+		start_spec(f->rt, &spec, AL_ERR_INVALID);
+		assert_true(strstr(al_error_message(), "env") != NULL);
+	}
+	/* the same variable twice */
+	spec.mounts[0] = (struct job_mount){ .kind = JOB_MOUNT_VOLUME, .name = "v", .env = "DIR" };
+	spec.mounts[1] = (struct job_mount){ .kind = JOB_MOUNT_VOLUME, .name = "v", .env = "DIR" };
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	assert_true(strstr(al_error_message(), "both set DIR") != NULL);
+	/* bad kind, class, name */
+	spec.mounts[1] = (struct job_mount){ .kind = (enum job_mount_kind)9, .name = "v", .env = "OTHER" };
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	spec.mounts[1] = (struct job_mount){ .kind = JOB_MOUNT_VOLUME, .cls = (enum volume_class)9, .name = "v",
+					     .env = "OTHER" };
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	spec.mounts[1] = (struct job_mount){ .kind = JOB_MOUNT_SECRET, .name = "../x", .env = "OTHER" };
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	spec.mounts[1] = (struct job_mount){ .kind = JOB_MOUNT_SECRET, .name = NULL, .env = "OTHER" };
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	/* nothing was claimed */
+	assert_int_equal(runtime_job_get(f->rt, "spec", &st), AL_OK);
+	assert_int_equal(st.phase, JOB_NOT_FOUND);
+	/* the same volume under two names is fine */
+	spec.mounts[1] = (struct job_mount){ .kind = JOB_MOUNT_VOLUME, .name = "v", .env = "AGAIN", .read_only = 1 };
+	start_spec(f->rt, &spec, AL_OK);
+	wait_done(f->rt, "spec", 10000, &st);
+	assert_int_equal(st.phase, JOB_SUCCEEDED);
+	job_status_free(&st);
 }
 
 static void test_job_env(void **state)
 {
 	struct fixture *f = *state;
-	json_t *data = json_pack("{s:s}", "token", "abc");
+	json_t *data = json_pack("{s:s}", "token", "abc"), *spec_json;
 	struct job_status st;
-	char *vol = NULL, *sec = NULL, *out, *text = NULL, *want;
+	char *vol = NULL, *ws = NULL, *sec, *text = NULL, *want, *jobdir, *spec_path;
+	const char *script = "echo \"$AIRLOCK_JOB_NAME\"; echo \"$AIRLOCK_OUTPUT_DIR\"; echo \"$TARGET_DIR\"; "
+			     "echo \"$AIRLOCK_CREDENTIALS_FILE\"; pwd; cat \"$AIRLOCK_CREDENTIALS_FILE\"; echo; "
+			     "echo \"[${AIRLOCK_TOKEN-unset}]\"";
+	const char *args[] = { "sh", "-c", script, NULL };
+	struct job_spec spec = {
+		.name = "env-job",
+		.args = args,
+		.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = "envvol",
+			      .env = "AIRLOCK_OUTPUT_DIR", .read_only = 1 },
+			    { .kind = JOB_MOUNT_SECRET, .name = "envsec", .env = "AIRLOCK_CREDENTIALS_FILE" },
+			    { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_WORKSPACE, .name = "envws", .env = "TARGET_DIR" } },
+	};
 
 	assert_int_equal(runtime_volume_ensure(f->rt, VOLUME_STAGING, "envvol", &vol), AL_OK);
-	assert_int_equal(runtime_secret_ensure(f->rt, "envsec", data, &sec), AL_OK);
-	start_sh(f->rt, "env-job",
-		 "{ echo \"$AIRLOCK_JOB_NAME\"; echo \"$AIRLOCK_OUTPUT_DIR\"; echo \"$AIRLOCK_CREDENTIALS_FILE\"; "
-		 "pwd; cat \"$AIRLOCK_CREDENTIALS_FILE\"; echo; } > env.txt",
-		 "envvol", "envsec", 0, AL_OK);
+	assert_int_equal(runtime_volume_ensure(f->rt, VOLUME_WORKSPACE, "envws", &ws), AL_OK);
+	assert_int_equal(runtime_secret_ensure(f->rt, "envsec", data), AL_OK);
+	sec = util_path_join(f->state, "secrets/envsec.json");
+	/* the server's own AIRLOCK_* variables do not reach the job */
+	setenv("AIRLOCK_TOKEN", "leaked-token", 1);
+	start_spec(f->rt, &spec, AL_OK);
+	unsetenv("AIRLOCK_TOKEN");
 	wait_done(f->rt, "env-job", 10000, &st);
 	assert_int_equal(st.phase, JOB_SUCCEEDED);
 	job_status_free(&st);
-	out = util_path_join(vol, "env.txt");
-	assert_int_equal(util_read_file(out, 65536, &text, NULL), AL_OK);
-	assert_int_equal(asprintf(&want, "env-job\n%s\n%s\n%s\n{\"token\":\"abc\"}\n", vol, sec, vol) > 0, 1);
+	jobdir = job_file(f, "env-job", "");
+	jobdir[strlen(jobdir) - 1] = '\0';
+	assert_int_equal(runtime_job_logs(f->rt, "env-job", &text), AL_OK);
+	assert_int_equal(asprintf(&want, "env-job\n%s\n%s\n%s\n%s\n{\"token\":\"abc\"}\n[unset]\n", vol, ws, sec,
+				  jobdir) > 0, 1);
 	assert_string_equal(text, want);
 	free(want);
 	free(text);
 
-	/* without volume or secret: cwd is the job directory, no stray variables */
+	/* spec.json: this executable, the subcommand, the mounts as the job sees them */
+	spec_path = job_file(f, "env-job", JOB_SPEC_FILE);
+	spec_json = json_load_file(spec_path, 0, NULL);
+	assert_non_null(spec_json);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(spec_json, "argv"), 0)), self_exe);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(spec_json, "argv"), 1)), "sh");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(spec_json, "env"), "TARGET_DIR")), ws);
+	assert_int_equal(json_array_size(json_object_get(spec_json, "mounts")), 3);
+	assert_true(json_is_true(json_object_get(json_array_get(json_object_get(spec_json, "mounts"), 0), "readOnly")));
+	assert_true(json_is_false(json_object_get(json_array_get(json_object_get(spec_json, "mounts"), 2), "readOnly")));
+	json_decref(spec_json);
+	free(spec_path);
+	free(jobdir);
+
+	/* without mounts: cwd is the job directory, no stray variables */
 	setenv("AIRLOCK_CREDENTIALS_FILE", "/leaked/from/parent", 1);
 	start_sh(f->rt, "env-bare", "echo \"[${AIRLOCK_OUTPUT_DIR-unset}] [${AIRLOCK_CREDENTIALS_FILE-unset}]\"; pwd",
 		 NULL, NULL, 0, AL_OK);
@@ -432,15 +541,15 @@ static void test_job_env(void **state)
 	wait_done(f->rt, "env-bare", 10000, &st);
 	job_status_free(&st);
 	assert_int_equal(runtime_job_logs(f->rt, "env-bare", &text), AL_OK);
-	char *jobdir = job_file(f, "env-bare", "");
+	jobdir = job_file(f, "env-bare", "");
 	jobdir[strlen(jobdir) - 1] = '\0';
 	assert_int_equal(asprintf(&want, "[unset] [unset]\n%s\n", jobdir) > 0, 1);
 	assert_string_equal(text, want);
 	free(want);
 	free(jobdir);
 	free(text);
-	free(out);
 	free(vol);
+	free(ws);
 	free(sec);
 	json_decref(data);
 }
@@ -619,13 +728,15 @@ static void test_job_logs_capped(void **state)
 	char *logs = NULL;
 	size_t len;
 
-	start_sh(f->rt, "big", "head -c 1500000 /dev/zero | tr '\\0' x; echo; echo the-end", NULL, NULL, 0, AL_OK);
-	wait_done(f->rt, "big", 20000, &st);
+	/* more than the cap, which holds the largest result line a job may print */
+	assert_true(RUNTIME_JOB_LOGS_MAX > ((size_t)32 << 20));
+	start_sh(f->rt, "big", "head -c 35000000 /dev/zero | tr '\\0' x; echo; echo the-end", NULL, NULL, 0, AL_OK);
+	wait_done(f->rt, "big", 60000, &st);
 	assert_int_equal(st.phase, JOB_SUCCEEDED);
 	job_status_free(&st);
 	assert_int_equal(runtime_job_logs(f->rt, "big", &logs), AL_OK);
 	len = strlen(logs);
-	assert_int_equal(len, (size_t)1 << 20);
+	assert_int_equal(len, RUNTIME_JOB_LOGS_MAX);
 	assert_string_equal(logs + len - 8, "the-end\n");
 	free(logs);
 }
@@ -671,9 +782,19 @@ static void test_shim_bad_spec_rolls_back(void **state)
 
 int main(int argc, char **argv)
 {
-	/* The runtime re-executes this binary as its job shim. */
+	/* The runtime re-executes this binary as its job shim, and the shim
+	 * runs it as the job: `sh -c SCRIPT` is our one subcommand. */
 	if (argc >= 2 && !strcmp(argv[1], "job-shim"))
 		return job_shim_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "sh")) {
+		execv("/bin/sh", argv + 1);
+		perror("/bin/sh");
+		return 127;
+	}
+	if (argc >= 2) {
+		fprintf(stderr, "'%s' is not a command\n", argv[1]);
+		return 2;
+	}
 
 	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
 	if (n <= 0) {
@@ -692,6 +813,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_job_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_runs_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_spec_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_survives_kill9, setup, teardown),
