@@ -13,7 +13,7 @@ mkdir -p "$cache"
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
 	libsodium-dev libssl-dev libcurl4-openssl-dev sqlite3 ca-certificates)
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv)
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

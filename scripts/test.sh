@@ -73,9 +73,10 @@ run_corpora() {
 
 run_pytest() {
 	local bin=$1 label=$2
+	shift 2
 	local xml="$results/pytest-$label.xml"
-	note "end-to-end tests ($label)"
-	AIRLOCK_BIN="$bin" "$py" -m pytest -q -p no:cacheprovider --junitxml="$xml" tests/e2e
+	note "end-to-end tests ($label: $*)"
+	AIRLOCK_BIN="$bin" "$py" -m pytest -q -p no:cacheprovider --junitxml="$xml" "$@"
 	local rc=$?
 	if [ ! -f "$xml" ]; then
 		echo "pytest produced no report (exit $rc)"
@@ -116,7 +117,18 @@ if build release; then
 		note "unit tests under valgrind (leaks are failures)"
 		run_units build/release valgrind "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --trace-children=no"
 	fi
-	run_pytest "$here/bin/airlock" release
+	# A real kube-apiserver, etcd, kubectl and helm, built from the Go module
+	# proxy on first use and cached under ~/.cache/airlock/kube (about 5 min cold).
+	note "Kubernetes test tools"
+	if scripts/kube-tools.sh >"$results/kube-tools.log" 2>&1; then
+		tail -n 1 "$results/kube-tools.log"
+		run_pytest "$here/bin/airlock" release tests/e2e tests/kube
+	else
+		tail -n 30 "$results/kube-tools.log"
+		echo "cannot build the Kubernetes test tools"
+		count_fail
+		run_pytest "$here/bin/airlock" release tests/e2e
+	fi
 fi
 
 if build sanitize "SANITIZE=address,undefined"; then
@@ -125,7 +137,7 @@ if build sanitize "SANITIZE=address,undefined"; then
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 	run_units build/sanitize sanitize
 	run_corpora build/sanitize sanitize
-	run_pytest "$here/build/sanitize/bin/airlock" sanitize
+	run_pytest "$here/build/sanitize/bin/airlock" sanitize tests/e2e
 fi
 
 echo
