@@ -12,6 +12,7 @@
  * as one final AIRLOCK-RESULT line on stdout (operator/jobresult.h); a
  * failure is a last line on stderr and a non-zero exit.
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/util.h"
@@ -28,26 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "--name value" or "--name=value": 1 taken, 0 not this option, -1 no value. */
-static int take_opt(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n))
-		return 0;
-	if (argv[*i][n] == '=') {
-		*val = argv[*i] + n + 1;
-		return 1;
-	}
-	if (argv[*i][n] != '\0')
-		return 0;
-	if (*i + 1 >= argc) {
-		*val = NULL;
-		return -1;
-	}
-	*val = argv[++*i];
-	return 1;
-}
-
 static int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -61,16 +42,6 @@ static int parse_u64(const char *s, uint64_t *out)
 		return -1;
 	*out = (uint64_t)v;
 	return 0;
-}
-
-/* The flag's value, else the environment variable's, else NULL. */
-static const char *flag_or_env(const char *flag, const char *env)
-{
-	const char *v;
-	if (flag)
-		return flag;
-	v = getenv(env);
-	return v && *v ? v : NULL;
 }
 
 /* ---- check-job --------------------------------------------------------- */
@@ -140,11 +111,11 @@ int cmd_check_job(int argc, char **argv)
 			status = 0;
 			goto out;
 		}
-		if ((r = take_opt(argc, argv, &i, "--data", &v)) > 0) {
+		if ((r = cli_take_opt(argc, argv, &i, "--data", &v)) > 0) {
 			data_flag = v;
 			continue;
 		}
-		if (!r && (r = take_opt(argc, argv, &i, "--allowed-extensions", &v)) > 0) {
+		if (!r && (r = cli_take_opt(argc, argv, &i, "--allowed-extensions", &v)) > 0) {
 			exts_given = 1;
 			if (add_extensions(exts, v) < 0) {
 				fprintf(stderr, "airlock check-job: --allowed-extensions must be UTF-8 text\n");
@@ -153,7 +124,7 @@ int cmd_check_job(int argc, char **argv)
 			}
 			continue;
 		}
-		if (!r && (r = take_opt(argc, argv, &i, "--allowed-extension", &v)) > 0) {
+		if (!r && (r = cli_take_opt(argc, argv, &i, "--allowed-extension", &v)) > 0) {
 			exts_given = 1;
 			if (!*v || json_array_append_new(exts, json_string(v)) < 0) {
 				fprintf(stderr, "airlock check-job: --allowed-extension needs a non-empty UTF-8 extension\n");
@@ -162,11 +133,11 @@ int cmd_check_job(int argc, char **argv)
 			}
 			continue;
 		}
-		if (!r && (r = take_opt(argc, argv, &i, "--max-file-bytes", &v)) > 0)
+		if (!r && (r = cli_take_opt(argc, argv, &i, "--max-file-bytes", &v)) > 0)
 			num = &cfg.max_file_bytes;
-		else if (!r && (r = take_opt(argc, argv, &i, "--max-total-bytes", &v)) > 0)
+		else if (!r && (r = cli_take_opt(argc, argv, &i, "--max-total-bytes", &v)) > 0)
 			num = &cfg.max_total_bytes;
-		else if (!r && (r = take_opt(argc, argv, &i, "--max-files", &v)) > 0)
+		else if (!r && (r = cli_take_opt(argc, argv, &i, "--max-files", &v)) > 0)
 			num = &cfg.max_files;
 		if (r < 0) {
 			fprintf(stderr, "airlock check-job: %s needs a value\n", argv[i]);
@@ -189,7 +160,7 @@ int cmd_check_job(int argc, char **argv)
 		json_decref(cfg.allowed_extensions);
 		cfg.allowed_extensions = json_incref(exts);
 	}
-	if (!(dir = flag_or_env(data_flag, "AIRLOCK_DATA_DIR"))) {
+	if (!(dir = cli_flag_or_env(data_flag, "AIRLOCK_DATA_DIR"))) {
 		fprintf(stderr, "airlock check-job: no data directory: pass --data DIR or set AIRLOCK_DATA_DIR\n");
 		status = 2;
 		goto out;
@@ -295,7 +266,7 @@ int cmd_publish_job(int argc, char **argv)
 			return 0;
 		}
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !r; k++)
-			if ((r = take_opt(argc, argv, &i, names[k], &v)))
+			if ((r = cli_take_opt(argc, argv, &i, names[k], &v)))
 				slot = slots[k];
 		if (r < 0) {
 			fprintf(stderr, "airlock publish-job: %s needs a value\n", argv[i]);
@@ -308,9 +279,9 @@ int cmd_publish_job(int argc, char **argv)
 		}
 		*slot = v;
 	}
-	src = flag_or_env(src_flag, "AIRLOCK_SOURCE_DIR");
-	target = flag_or_env(target_flag, "AIRLOCK_TARGET_DIR");
-	manifest_path = flag_or_env(manifest_flag, "AIRLOCK_MANIFEST_FILE");
+	src = cli_flag_or_env(src_flag, "AIRLOCK_SOURCE_DIR");
+	target = cli_flag_or_env(target_flag, "AIRLOCK_TARGET_DIR");
+	manifest_path = cli_flag_or_env(manifest_flag, "AIRLOCK_MANIFEST_FILE");
 	if (!name || !src || !target || !manifest_path) {
 		fprintf(stderr, "airlock publish-job: missing %s\n",
 			!name ? "--name" : !src ? "the source: pass --source DIR or set AIRLOCK_SOURCE_DIR"

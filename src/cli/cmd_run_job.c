@@ -2,6 +2,7 @@
  * airlock run-job: the native job runner (see src/runner/runner.h for the
  * contract every runner shares).
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "runner/runner.h"
@@ -22,36 +23,6 @@ static void run_job_usage(FILE *out)
 		     "gets its mounts: --datasource from $AIRLOCK_DATASOURCE_FILE, --output from\n"
 		     "$AIRLOCK_OUTPUT_DIR, --credentials from $AIRLOCK_CREDENTIALS_FILE. Flags win.\n"
 		     "Exit status: 0 success, 1 failure, 2 usage error.\n");
-}
-
-/* "--name value" or "--name=value". */
-static int take_opt(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	if (strncmp(argv[*i], name, n))
-		return 0;
-	if (argv[*i][n] == '=') {
-		*val = argv[*i] + n + 1;
-		return 1;
-	}
-	if (argv[*i][n] != '\0')
-		return 0;
-	if (*i + 1 >= argc) {
-		*val = NULL;
-		return -1;
-	}
-	*val = argv[++*i];
-	return 1;
-}
-
-/* The flag's value, else the environment variable's, else NULL. */
-static const char *flag_or_env(const char *flag, const char *env)
-{
-	const char *v;
-	if (flag)
-		return flag;
-	v = getenv(env);
-	return v && *v ? v : NULL;
 }
 
 int cmd_run_job(int argc, char **argv)
@@ -77,7 +48,7 @@ int cmd_run_job(int argc, char **argv)
 			continue;
 		}
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !r; k++)
-			if ((r = take_opt(argc, argv, &i, names[k], &v)))
+			if ((r = cli_take_opt(argc, argv, &i, names[k], &v)))
 				slot = slots[k];
 		if (r < 0) {
 			fprintf(stderr, "airlock run-job: %s needs a value\n", argv[i]);
@@ -90,9 +61,9 @@ int cmd_run_job(int argc, char **argv)
 		}
 		*slot = v;
 	}
-	ds_path = flag_or_env(ds_path, "AIRLOCK_DATASOURCE_FILE");
-	out_dir = flag_or_env(out_dir, "AIRLOCK_OUTPUT_DIR");
-	cred_path = flag_or_env(cred_path, "AIRLOCK_CREDENTIALS_FILE");
+	ds_path = cli_flag_or_env(ds_path, "AIRLOCK_DATASOURCE_FILE");
+	out_dir = cli_flag_or_env(out_dir, "AIRLOCK_OUTPUT_DIR");
+	cred_path = cli_flag_or_env(cred_path, "AIRLOCK_CREDENTIALS_FILE");
 	if (!ds_path || !out_dir) {
 		fprintf(stderr, "airlock run-job: --datasource and --output are required (or $AIRLOCK_DATASOURCE_FILE "
 				"and $AIRLOCK_OUTPUT_DIR)\n");
