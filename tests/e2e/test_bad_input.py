@@ -74,6 +74,8 @@ def test_other_workspaces_objects_are_not_found(airlock, workspace, tmp_path):
     airlock.cli("apply", "-f", tmp_path / "ds.yaml", "--workspace", workspace, user="eng")
     airlock.cli("workspace", "create", "other-workspace")
     airlock.add_user("outsider", "data-engineer", "researcher", workspaces=["other-workspace"])
+    # Let the operator finish its work first, so only the outsider could change anything.
+    airlock.wait_stage("private-data", "AwaitingApproval")
     before = snapshot(airlock)
     for method, path in [("GET", "/api/v1/datasources/private-data"),
                          ("GET", "/api/v1/datasources/private-data/manifest"),
