@@ -16,6 +16,11 @@
  * finished job of an earlier round is never mistaken for the current one).
  * A check or publish job is deleted, with its secret, once its result is
  * recorded; should we die in between, the next stage deletes it.
+ *
+ * Everything made for a datasource is made with the datasource as its owner
+ * (struct runtime_owner: a Kubernetes runtime gives it owner references),
+ * except the workspace's volume. An Uploaded datasource also gets an
+ * uploader (runtime_uploader_ensure), named upload-<uid>.
  */
 #include "operator/operator.h"
 #include "auth/credstore.h"
@@ -97,6 +102,27 @@ char *operator_check_job_name(const json_t *ds)
 char *operator_publish_job_name(const json_t *ds)
 {
 	return round_job_name("publish", ds, attempt_of(ds), data_changes_of(ds));
+}
+
+/* The uploader of an Uploaded datasource: upload-<uid> (a DNS label, as it
+ * names a Kubernetes Service). */
+static char *uploader_name(const json_t *ds)
+{
+	struct buf b;
+	buf_init(&b, 256);
+	if (buf_appendf(&b, "upload-%s", uid_of(ds))) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_detach(&b);
+}
+
+/* The datasource as the owner of what the runtime makes for it (a
+ * Kubernetes runtime gives those children owner references); NULL when it
+ * cannot be one. Points into ds. */
+static const struct runtime_owner *owner_of(const json_t *ds, struct runtime_owner *o)
+{
+	return runtime_owner_from_object(o, ds) == AL_OK ? o : NULL;
 }
 
 static char *suffixed(const char *base, const char *suffix)
@@ -235,8 +261,11 @@ static int start_import(struct operator_ctx *ctx, json_t *ds)
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, &path)))
-		goto out;
+	{
+		struct runtime_owner o;
+		if ((rc = runtime_volume_ensure_owned(ctx->runtime, VOLUME_STAGING, volume, owner_of(ds, &o), &path)))
+			goto out;
+	}
 	{
 		struct gate_input in = { .job_name = job };
 		rc = transition(ctx, ds, GATE_EV_COLLECT_START, &in);
@@ -251,14 +280,24 @@ out:
 
 static int start_upload(struct operator_ctx *ctx, json_t *ds)
 {
-	char *volume = operator_volume_name(ds), *path = NULL;
+	char *volume = operator_volume_name(ds), *uploader = uploader_name(ds), *path = NULL;
+	struct runtime_owner o;
+	const struct runtime_owner *owner = owner_of(ds, &o);
 	int rc;
-	if (!volume)
+	if (!volume || !uploader) {
+		free(volume);
+		free(uploader);
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, &path);
+	}
+	/* The uploader first: in Kubernetes it creates the staging claim of
+	 * the upload storage class, which volume_ensure then finds. */
+	rc = runtime_uploader_ensure(ctx->runtime, uploader, volume, owner);
+	if (!rc)
+		rc = runtime_volume_ensure_owned(ctx->runtime, VOLUME_STAGING, volume, owner, &path);
 	if (!rc)
 		rc = transition(ctx, ds, GATE_EV_COLLECT_START, NULL);
 	free(volume);
+	free(uploader);
 	free(path);
 	return rc;
 }
@@ -290,6 +329,7 @@ static json_t *runner_definition(const json_t *ds)
 static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job, int *requeue_ms)
 {
 	struct job_status st = { 0 };
+	struct runtime_owner owner;
 	struct buf why;
 	char *volume = NULL, *cred_name = NULL, *def_name = NULL;
 	json_t *creds = NULL, *def = NULL;
@@ -330,13 +370,14 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 		rc = fail(ctx, ds, why.ptr);
 		goto out;
 	}
-	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, NULL)) ||
-	    (rc = runtime_secret_ensure(ctx->runtime, cred_name, creds)) ||
-	    (rc = runtime_secret_ensure(ctx->runtime, def_name, def)))
+	if ((rc = runtime_volume_ensure_owned(ctx->runtime, VOLUME_STAGING, volume, owner_of(ds, &owner), NULL)) ||
+	    (rc = runtime_secret_ensure_owned(ctx->runtime, cred_name, creds, owner_of(ds, &owner))) ||
+	    (rc = runtime_secret_ensure_owned(ctx->runtime, def_name, def, owner_of(ds, &owner))))
 		goto out;
 	{
 		static const char *const args[] = { "run-job", NULL };
 		struct job_spec spec = {
+			.owner = owner_of(ds, &owner),
 			.name = job,
 			.args = args,
 			.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume, .env = "AIRLOCK_OUTPUT_DIR" },
@@ -399,8 +440,9 @@ static int transition_why(struct operator_ctx *ctx, json_t *ds, enum gate_event 
 	return rc;
 }
 
-static int start_check_job(struct operator_ctx *ctx, const char *job, const char *volume)
+static int start_check_job(struct operator_ctx *ctx, const json_t *ds, const char *job, const char *volume)
 {
+	struct runtime_owner owner;
 	const json_t *exts = ctx->cfg->allowed_extensions;
 	size_t n_ext = json_array_size(exts), k = 0, i;
 	char max_file[24], max_total[24], max_files[24];
@@ -437,8 +479,9 @@ static int start_check_job(struct operator_ctx *ctx, const char *job, const char
 			.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume,
 				      .env = "AIRLOCK_DATA_DIR", .read_only = 1 } },
 			.timeout_seconds = ctx->cfg->job_timeout_seconds,
+			.owner = owner_of(ds, &owner),
 		};
-		if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, NULL)) == AL_OK) {
+		if ((rc = runtime_volume_ensure_owned(ctx->runtime, VOLUME_STAGING, volume, spec.owner, NULL)) == AL_OK) {
 			rc = runtime_job_start(ctx->runtime, &spec);
 			if (rc == AL_ERR_EXISTS)
 				rc = AL_OK; /* started by an earlier attempt of this reconcile */
@@ -480,7 +523,7 @@ static int run_checks(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
 			remove_publish_job(ctx, prev);
 			free(prev);
 		}
-		rc = start_check_job(ctx, job, volume);
+		rc = start_check_job(ctx, ds, job, volume);
 		*requeue_ms = 200;
 		goto out;
 	}
@@ -520,6 +563,7 @@ static int start_publish_job(struct operator_ctx *ctx, json_t *ds, const char *j
 	const json_t *manifest = json_object_get(json_object_get(ds, "status"), "manifest");
 	char *volume = operator_volume_name(ds), *secret = suffixed(job, "-manifest");
 	char *check = round_job_name("check", ds, attempt_of(ds), data_changes_of(ds));
+	struct runtime_owner owner;
 	int rc;
 
 	*failed = 0;
@@ -535,15 +579,17 @@ static int start_publish_job(struct operator_ctx *ctx, json_t *ds, const char *j
 	/* The check job of this round is done with (we may have died before
 	 * deleting it). */
 	remove_job(ctx, check, NULL);
-	if ((rc = runtime_volume_ensure(ctx->runtime, VOLUME_STAGING, volume, NULL)) ||
+	/* The workspace's volume is never owned by a datasource. */
+	if ((rc = runtime_volume_ensure_owned(ctx->runtime, VOLUME_STAGING, volume, owner_of(ds, &owner), NULL)) ||
 	    (rc = runtime_volume_ensure(ctx->runtime, VOLUME_WORKSPACE, ws, NULL)) ||
-	    (rc = runtime_secret_ensure(ctx->runtime, secret, manifest)))
+	    (rc = runtime_secret_ensure_owned(ctx->runtime, secret, manifest, owner_of(ds, &owner))))
 		goto out;
 	{
 		const char *args[] = { "publish-job", "--name", name, NULL };
 		struct job_spec spec = {
 			.name = job,
 			.args = args,
+			.owner = owner_of(ds, &owner),
 			.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume,
 				      .env = "AIRLOCK_SOURCE_DIR", .read_only = 1 },
 				    { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_WORKSPACE, .name = ws, .env = "AIRLOCK_TARGET_DIR" },
@@ -735,6 +781,13 @@ int operator_cleanup_datasource(struct operator_ctx *ctx, const json_t *deleted)
 			free(check);
 			free(pub);
 		}
+	}
+	{
+		const char *type = json_string_value(json_object_get(json_object_get(deleted, "spec"), "type"));
+		char *uploader = type && !strcmp(type, "Uploaded") ? uploader_name(deleted) : NULL;
+		if (uploader && runtime_uploader_delete(ctx->runtime, uploader))
+			log_warn("cannot remove uploader %s: %s", uploader, al_error_message());
+		free(uploader);
 	}
 	if ((rc = runtime_volume_delete(ctx->runtime, VOLUME_STAGING, volume)))
 		log_warn("cannot remove staging volume %s: %s", volume, al_error_message());

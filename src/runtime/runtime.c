@@ -105,9 +105,33 @@ int runtime_check_job_spec(const struct job_spec *spec)
 		return (rt)->ops->fn((rt), __VA_ARGS__);                                           \
 	} while (0)
 
+int runtime_owner_from_object(struct runtime_owner *out, const json_t *obj)
+{
+	const json_t *meta = json_object_get(obj, "metadata");
+
+	memset(out, 0, sizeof(*out));
+	out->api_version = json_string_value(json_object_get(obj, "apiVersion"));
+	out->kind = json_string_value(json_object_get(obj, "kind"));
+	out->namespace = json_string_value(json_object_get(meta, "namespace"));
+	out->name = json_string_value(json_object_get(meta, "name"));
+	out->uid = json_string_value(json_object_get(meta, "uid"));
+	if (!out->api_version || !*out->api_version || !out->kind || !*out->kind || !out->name || !*out->name ||
+	    !out->uid || !*out->uid) {
+		memset(out, 0, sizeof(*out));
+		return al_error_set(AL_ERR_INVALID, "owner object lacks apiVersion, kind, metadata.name or metadata.uid");
+	}
+	return AL_OK;
+}
+
 int runtime_volume_ensure(struct runtime *rt, enum volume_class cls, const char *name, char **out_path)
 {
-	DISPATCH(rt, volume_ensure, cls, name, out_path);
+	DISPATCH(rt, volume_ensure, cls, name, NULL, out_path);
+}
+
+int runtime_volume_ensure_owned(struct runtime *rt, enum volume_class cls, const char *name,
+				const struct runtime_owner *owner, char **out_path)
+{
+	DISPATCH(rt, volume_ensure, cls, name, owner, out_path);
 }
 
 int runtime_volume_delete(struct runtime *rt, enum volume_class cls, const char *name)
@@ -117,7 +141,13 @@ int runtime_volume_delete(struct runtime *rt, enum volume_class cls, const char 
 
 int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data)
 {
-	DISPATCH(rt, secret_ensure, name, data);
+	DISPATCH(rt, secret_ensure, name, data, NULL);
+}
+
+int runtime_secret_ensure_owned(struct runtime *rt, const char *name, const json_t *data,
+				const struct runtime_owner *owner)
+{
+	DISPATCH(rt, secret_ensure, name, data, owner);
 }
 
 int runtime_secret_delete(struct runtime *rt, const char *name)
@@ -143,6 +173,17 @@ int runtime_job_logs(struct runtime *rt, const char *name, char **out)
 int runtime_job_delete(struct runtime *rt, const char *name)
 {
 	DISPATCH(rt, job_delete, name);
+}
+
+int runtime_uploader_ensure(struct runtime *rt, const char *name, const char *volume,
+			    const struct runtime_owner *owner)
+{
+	DISPATCH(rt, uploader_ensure, name, volume, owner);
+}
+
+int runtime_uploader_delete(struct runtime *rt, const char *name)
+{
+	DISPATCH(rt, uploader_delete, name);
 }
 
 void runtime_close(struct runtime *rt)

@@ -1,7 +1,8 @@
 /*
- * runtime.h - where reconcilers get volumes, secrets and jobs. Two
- * implementations share this interface: local (directories and supervised
- * child processes, runtime_local.c) and, later, kube (PVC, Secret, Job ...).
+ * runtime.h - where reconcilers get volumes, secrets, jobs and uploaders.
+ * Two implementations share this interface: local (directories and
+ * supervised child processes, runtime_local.c) and kube (PVC, Secret, Job,
+ * Deployment + Service + Ingress: runtime_kube.c).
  *
  * Every object has a deterministic name chosen by the caller, and every call
  * is idempotent, so a reconciler killed at any instant converges on restart:
@@ -11,6 +12,9 @@
  *
  * Staging volumes (uploads and collected data awaiting approval) and
  * workspace volumes (published data) live under separate roots.
+ *
+ * Open one with runtime_local_open (below) or runtime_kube_open
+ * (runtime_kube.h; docs/kube-runtime.md).
  *
  * Ownership: char ** outputs are new strings (free them); inputs borrowed.
  */
@@ -60,6 +64,28 @@ enum job_phase { JOB_NOT_FOUND = 0, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED };
  */
 #define JOB_MOUNTS_MAX 4
 
+/*
+ * The object a child belongs to (the datasource). A Kubernetes runtime gives
+ * every child it creates for an owner a controller owner reference to it
+ * (controller: true, blockOwnerDeletion: true), so deleting the owner
+ * deletes its children, and labels naming it; the local runtime ignores it.
+ * NULL = no owner. Workspace volumes never get one: they are the workspace's
+ * storage and outlive any datasource. Fields are borrowed; namespace NULL
+ * means a cluster-scoped owner.
+ */
+struct runtime_owner {
+	const char *api_version; /* "xlscsde.nhs.uk/v1" */
+	const char *kind;        /* "AnalyticsWorkspaceDataSource" */
+	const char *namespace;
+	const char *name;
+	const char *uid;
+};
+
+/* Points `out` at obj's apiVersion, kind, metadata.namespace/name/uid
+ * (borrowed from obj: keep obj alive while `out` is used). AL_ERR_INVALID
+ * when apiVersion, kind, name or uid is missing. */
+int runtime_owner_from_object(struct runtime_owner *out, const json_t *obj);
+
 enum job_mount_kind { JOB_MOUNT_VOLUME = 0, JOB_MOUNT_SECRET };
 
 struct job_mount {
@@ -75,6 +101,7 @@ struct job_spec {
 	const char *const *args;                /* airlock subcommand and arguments; NULL-terminated */
 	struct job_mount mounts[JOB_MOUNTS_MAX];
 	int timeout_seconds;                    /* the job is killed and fails after this; 0 = no limit */
+	const struct runtime_owner *owner;      /* may be NULL; see struct runtime_owner */
 };
 
 struct job_status {
@@ -90,14 +117,19 @@ void job_status_free(struct job_status *st);
 struct runtime;
 
 struct runtime_ops {
-	int (*volume_ensure)(struct runtime *rt, enum volume_class cls, const char *name, char **out_path);
+	int (*volume_ensure)(struct runtime *rt, enum volume_class cls, const char *name,
+			     const struct runtime_owner *owner, char **out_path);
 	int (*volume_delete)(struct runtime *rt, enum volume_class cls, const char *name);
-	int (*secret_ensure)(struct runtime *rt, const char *name, const json_t *data);
+	int (*secret_ensure)(struct runtime *rt, const char *name, const json_t *data,
+			     const struct runtime_owner *owner);
 	int (*secret_delete)(struct runtime *rt, const char *name);
 	int (*job_start)(struct runtime *rt, const struct job_spec *spec);
 	int (*job_get)(struct runtime *rt, const char *name, struct job_status *out);
 	int (*job_logs)(struct runtime *rt, const char *name, char **out);
 	int (*job_delete)(struct runtime *rt, const char *name);
+	int (*uploader_ensure)(struct runtime *rt, const char *name, const char *volume,
+			       const struct runtime_owner *owner);
+	int (*uploader_delete)(struct runtime *rt, const char *name);
 	void (*close)(struct runtime *rt);
 };
 
@@ -134,11 +166,19 @@ int runtime_check_job_spec(const struct job_spec *spec);
  * process can reach it (local: its directory); the reconcilers do not use it,
  * since in Kubernetes the operator cannot reach volumes: only jobs can. */
 int runtime_volume_ensure(struct runtime *rt, enum volume_class cls, const char *name, char **out_path);
+/* The same, for the child of `owner` (may be NULL; ignored for workspace
+ * volumes, which never belong to a datasource). */
+int runtime_volume_ensure_owned(struct runtime *rt, enum volume_class cls, const char *name,
+				const struct runtime_owner *owner, char **out_path);
+/* Deleting a volume that does not exist is AL_OK. A Kubernetes runtime never
+ * deletes a claim the airlock did not create (AL_ERR_FORBIDDEN). */
 int runtime_volume_delete(struct runtime *rt, enum volume_class cls, const char *name);
 /* Stores `data` (a JSON object: key -> string, or any nested object) where
  * only the jobs that mount it can read it (local: state/secrets/<name>.json,
  * mode 0600; Kubernetes: a Secret). Ensuring it again replaces the data. */
 int runtime_secret_ensure(struct runtime *rt, const char *name, const json_t *data);
+int runtime_secret_ensure_owned(struct runtime *rt, const char *name, const json_t *data,
+				const struct runtime_owner *owner);
 int runtime_secret_delete(struct runtime *rt, const char *name);
 /* Starts the job described above; AL_ERR_EXISTS when a job of that name
  * exists (running or finished: it is never started twice), AL_ERR_NOT_FOUND
@@ -153,6 +193,22 @@ int runtime_job_get(struct runtime *rt, const char *name, struct job_status *out
 #define RUNTIME_JOB_LOGS_MAX (((size_t)33) << 20)
 int runtime_job_logs(struct runtime *rt, const char *name, char **out);
 int runtime_job_delete(struct runtime *rt, const char *name);
+
+/*
+ * The uploader of an Uploaded datasource: what lets a person put files into
+ * the staging volume `volume`. Kubernetes: the staging claim `volume` (of the
+ * upload storage class, created if absent), a Deployment `name` scaled to 0
+ * that mounts it, a Service `name` and an Ingress `name`, all children of
+ * `owner` (docs/kube-runtime.md). Idempotent: what exists is left as it is.
+ * The local runtime does nothing (AL_OK): the embedded uploader comes with a
+ * later issue; until then files reach a local staging volume by other means.
+ * `name` is a DNS label (^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$).
+ * uploader_delete removes what uploader_ensure made except the volume
+ * (deleted with runtime_volume_delete); what does not exist is AL_OK.
+ */
+int runtime_uploader_ensure(struct runtime *rt, const char *name, const char *volume,
+			    const struct runtime_owner *owner);
+int runtime_uploader_delete(struct runtime *rt, const char *name);
 void runtime_close(struct runtime *rt);
 
 #endif

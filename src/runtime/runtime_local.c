@@ -180,7 +180,8 @@ static int make_private_dir(const char *path, mode_t mode, int force_mode)
 
 /* ---- volumes ---------------------------------------------------------- */
 
-static int local_volume_ensure(struct runtime *rt, enum volume_class cls, const char *name, char **out_path)
+static int local_volume_ensure(struct runtime *rt, enum volume_class cls, const char *name,
+			       const struct runtime_owner *owner, char **out_path)
 {
 	struct runtime_local *rl = local_of(rt);
 	mode_t mode = cls == VOLUME_STAGING ? 0700 : 0755;
@@ -229,7 +230,8 @@ static int local_volume_delete(struct runtime *rt, enum volume_class cls, const 
 
 /* ---- secrets ---------------------------------------------------------- */
 
-static int local_secret_ensure(struct runtime *rt, const char *name, const json_t *data)
+static int local_secret_ensure(struct runtime *rt, const char *name, const json_t *data,
+			       const struct runtime_owner *owner)
 {
 	char *path = NULL, *text = NULL;
 	size_t len = 0;
@@ -761,6 +763,23 @@ static void local_close(struct runtime *rt)
 	free(rl);
 }
 
+/* Owners (struct runtime_owner) mean nothing on one machine: the
+ * operator's cleanup removes a deleted datasource's children itself. */
+
+/* The embedded uploader comes with a later issue: until then an Uploaded
+ * datasource's staging volume is all the local runtime provides, so there
+ * is nothing to ensure or delete. */
+static int local_uploader_ensure(struct runtime *rt, const char *name, const char *volume,
+				 const struct runtime_owner *owner)
+{
+	return AL_OK;
+}
+
+static int local_uploader_delete(struct runtime *rt, const char *name)
+{
+	return AL_OK;
+}
+
 static const struct runtime_ops local_ops = {
 	.volume_ensure = local_volume_ensure,
 	.volume_delete = local_volume_delete,
@@ -770,6 +789,8 @@ static const struct runtime_ops local_ops = {
 	.job_get = local_job_get,
 	.job_logs = local_job_logs,
 	.job_delete = local_job_delete,
+	.uploader_ensure = local_uploader_ensure,
+	.uploader_delete = local_uploader_delete,
 	.close = local_close,
 };
 
