@@ -184,8 +184,14 @@ def load_crds():
         assert crd["metadata"]["name"] == "%s.%s" % (spec["names"]["plural"], spec["group"]), path
         (version,) = spec["versions"]
         assert version["name"] == "v1" and version["served"] and version["storage"], path
-        assert version["subresources"]["status"] == {}, path
         schema = version["schema"]["openAPIV3Schema"]
+        if spec["names"]["kind"] == "AirlockAuditRecord":
+            # The audit log's records (docs/kube-store.md): append-only, no status, not a
+            # resource people write, so not one the C validator serves.
+            assert "subresources" not in version, path
+            jsonschema.Draft7Validator.check_schema(schema)
+            continue
+        assert version["subresources"]["status"] == {}, path
         jsonschema.Draft7Validator.check_schema(schema)
         crds[spec["names"]["kind"]] = StrictValidator(strict(schema), format_checker=FORMATS)
     return crds
@@ -317,7 +323,7 @@ def read(path):
 
 # ---- the schema side ----
 
-def test_four_crds():
+def test_four_resource_crds():
     assert sorted(CRD_VALIDATORS) == sorted([
         "AnalyticsWorkspace", "AnalyticsWorkspaceBinding",
         "AnalyticsWorkspaceDataSource", "AnalyticsWorkspaceDataBinding"])

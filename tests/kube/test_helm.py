@@ -63,6 +63,8 @@ WORKLOAD_RULES = {
     ("networking.k8s.io", "ingresses"): ALL_VERBS,
     ("", "pods"): {"get", "list"},
     ("", "pods/log"): {"get"},
+    # The audit log (docs/kube-store.md): append-only, so no update/patch/delete.
+    ("xlscsde.nhs.uk", "airlockauditrecords"): {"get", "list", "create"},
 }
 LEASE = "airlock-operator"
 
@@ -381,6 +383,9 @@ def test_service_account_permissions_as_the_api_server_decides(kube, helm_bin):
         ("get", f"leases.coordination.k8s.io/{LEASE}", work),
         ("update", f"leases.coordination.k8s.io/{LEASE}", work),
         ("create", "leases.coordination.k8s.io", work),
+        ("create", "airlockauditrecords.xlscsde.nhs.uk", work),
+        ("get", "airlockauditrecords.xlscsde.nhs.uk", work),
+        ("list", "airlockauditrecords.xlscsde.nhs.uk", work),
     ]
     denied = [
         ("create", "analyticsworkspacedatasources.xlscsde.nhs.uk", crs),
@@ -401,6 +406,12 @@ def test_service_account_permissions_as_the_api_server_decides(kube, helm_bin):
         ("list", "namespaces", None),
         ("create", "customresourcedefinitions.apiextensions.k8s.io", None),
         ("list", "analyticsworkspacedatasources.xlscsde.nhs.uk", None),  # not cluster-wide
+        # The audit log is append-only: nobody's records can be edited or removed.
+        ("update", "airlockauditrecords.xlscsde.nhs.uk", work),
+        ("patch", "airlockauditrecords.xlscsde.nhs.uk", work),
+        ("delete", "airlockauditrecords.xlscsde.nhs.uk", work),
+        ("deletecollection", "airlockauditrecords.xlscsde.nhs.uk", work),
+        ("create", "airlockauditrecords.xlscsde.nhs.uk", crs),
         ("*", "*", work),
     ]
     wrong = [c for c in allowed if not can(c[0], c[1], c[2], *c[3:])]

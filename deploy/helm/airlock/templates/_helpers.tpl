@@ -187,6 +187,12 @@ modes can never drift apart. Each rule says why the operator needs it.
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+# The audit log: one AirlockAuditRecord per audited event, hash-chained
+# (docs/kube-store.md). create appends, get finds the head, list reads the log
+# back for export and verification. No update, patch or delete: append-only by RBAC.
+- apiGroups: ["xlscsde.nhs.uk"]
+  resources: ["airlockauditrecords"]
+  verbs: ["get", "list", "create"]
 {{- end -}}
 
 {{/* Leader election. */}}
