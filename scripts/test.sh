@@ -124,20 +124,7 @@ if build release; then
 		note "unit tests under valgrind (leaks are failures)"
 		run_units build/release valgrind "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --trace-children=no"
 	fi
-	# A real kube-apiserver, etcd, kubectl and helm, built from the Go module
-	# proxy on first use and cached under ~/.cache/airlock/kube (about 5 min cold).
-	note "Kubernetes test tools"
-	if scripts/kube-tools.sh >"$results/kube-tools.log" 2>&1; then
-		tail -n 1 "$results/kube-tools.log"
-		# Separate runs: each directory has its own conftest module.
-		run_pytest "$here/bin/airlock" release tests/e2e
-		run_pytest "$here/bin/airlock" kube tests/kube
-	else
-		tail -n 30 "$results/kube-tools.log"
-		echo "cannot build the Kubernetes test tools"
-		count_fail
-		run_pytest "$here/bin/airlock" release tests/e2e
-	fi
+	run_pytest "$here/bin/airlock" release tests/e2e
 fi
 
 if build sanitize "SANITIZE=address,undefined"; then
@@ -147,6 +134,20 @@ if build sanitize "SANITIZE=address,undefined"; then
 	run_units build/sanitize sanitize
 	run_corpora build/sanitize sanitize
 	run_pytest "$here/build/sanitize/bin/airlock" sanitize tests/e2e
+fi
+
+# Kubernetes tests last: some build C drivers against both the release and the
+# sanitizer libraries. A real kube-apiserver, etcd, kubectl and helm, built from
+# the Go module proxy on first use and cached under ~/.cache/airlock/kube
+# (about 5 min cold). Separate pytest session: its own conftest.
+note "Kubernetes test tools"
+if scripts/kube-tools.sh >"$results/kube-tools.log" 2>&1; then
+	tail -n 1 "$results/kube-tools.log"
+	run_pytest "$here/bin/airlock" kube tests/kube
+else
+	tail -n 30 "$results/kube-tools.log"
+	echo "cannot build the Kubernetes test tools"
+	count_fail
 fi
 
 echo
