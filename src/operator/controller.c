@@ -2,12 +2,14 @@
  * The embedded controller: one thread that lists datasources, then watches
  * the store from that resourceVersion, and feeds a work queue that coalesces
  * keys and backs off on errors (the shape of client-go's reflector and work
- * queue, small enough for one process).
+ * queue, small enough for one process). The queue is workqueue.c, shared with
+ * the Kubernetes controller.
  */
 #include "operator/operator.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "operator/workqueue.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,14 +17,6 @@
 #include <string.h>
 
 #define DS_KIND "AnalyticsWorkspaceDataSource"
-#define MAX_BACKOFF_MS 30000
-
-struct work_item {
-	char *ns;
-	char *name;
-	int64_t due_ms;
-	int failures;
-};
 
 struct controller {
 	struct operator_ctx *ctx;
@@ -30,69 +24,23 @@ struct controller {
 	pthread_t thread;
 	atomic_int stop;
 	atomic_int synced;
-	struct work_item *items;
-	size_t n_items, cap_items;
+	struct workqueue *queue;
 };
 
-static int queue_add(struct controller *c, const char *ns, const char *name, int64_t due_ms, int failures)
-{
-	for (size_t i = 0; i < c->n_items; i++)
-		if (!strcmp(c->items[i].ns, ns) && !strcmp(c->items[i].name, name)) {
-			/* Coalesce: one entry per key, at the earliest time asked. */
-			if (due_ms < c->items[i].due_ms)
-				c->items[i].due_ms = due_ms;
-			if (failures > c->items[i].failures)
-				c->items[i].failures = failures;
-			return AL_OK;
-		}
-	if (c->n_items == c->cap_items) {
-		size_t ncap = c->cap_items ? c->cap_items * 2 : 64;
-		struct work_item *p = realloc(c->items, ncap * sizeof(*p));
-		if (!p)
-			return al_error_set(AL_ERR_NOMEM, "out of memory");
-		c->items = p;
-		c->cap_items = ncap;
-	}
-	c->items[c->n_items].ns = util_strdup(ns);
-	c->items[c->n_items].name = util_strdup(name);
-	if (!c->items[c->n_items].ns || !c->items[c->n_items].name) {
-		free(c->items[c->n_items].ns);
-		free(c->items[c->n_items].name);
-		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	}
-	c->items[c->n_items].due_ms = due_ms;
-	c->items[c->n_items].failures = failures;
-	c->n_items++;
-	return AL_OK;
-}
-
-static int queue_add_object(struct controller *c, const json_t *obj, int64_t due_ms)
+static int queue_add_object(struct controller *c, const json_t *obj, int64_t delay_ms)
 {
 	const json_t *md = json_object_get(obj, "metadata");
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *name = json_string_value(json_object_get(md, "name"));
+	char *key;
+	int rc;
 	if (!name)
 		return AL_OK;
-	return queue_add(c, ns ? ns : "default", name, due_ms, 0);
-}
-
-/* Index of the item due first, or -1. */
-static long queue_next(struct controller *c, int64_t *due)
-{
-	long best = -1;
-	for (size_t i = 0; i < c->n_items; i++)
-		if (best < 0 || c->items[i].due_ms < c->items[best].due_ms)
-			best = (long)i;
-	if (best >= 0)
-		*due = c->items[best].due_ms;
-	return best;
-}
-
-static void queue_take(struct controller *c, long idx, struct work_item *out)
-{
-	*out = c->items[idx];
-	c->items[idx] = c->items[c->n_items - 1];
-	c->n_items--;
+	if (!(key = workqueue_key(ns ? ns : "default", name)))
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	rc = workqueue_add(c->queue, key, delay_ms);
+	free(key);
+	return rc;
 }
 
 static int list_all(struct controller *c, uint64_t *rv)
@@ -104,32 +52,40 @@ static int list_all(struct controller *c, uint64_t *rv)
 	if (rc)
 		return rc;
 	json_array_foreach(items, i, it)
-		if ((rc = queue_add_object(c, it, util_monotonic_ms())))
+		if ((rc = queue_add_object(c, it, 0)))
 			break;
 	json_decref(items);
 	return rc;
 }
 
-static void process_one(struct controller *c, struct work_item *w)
+static void process_one(struct controller *c, const char *key)
 {
-	int requeue = 0;
-	int rc = operator_reconcile_datasource(c->ctx, w->ns, w->name, &requeue);
-	int64_t now = util_monotonic_ms();
+	char *ns = NULL, *name = NULL;
+	int requeue = 0, rc;
 
+	if (workqueue_key_split(key, &ns, &name)) {
+		workqueue_forget(c->queue, key);
+		return;
+	}
+	rc = operator_reconcile_datasource(c->ctx, ns, name, &requeue);
 	if (rc == AL_ERR_CONFLICT) {
 		/* Someone else wrote first: read again and redo, now. */
-		queue_add(c, w->ns, w->name, now, 0);
+		workqueue_forget(c->queue, key);
+		workqueue_add(c->queue, key, 0);
 	} else if (rc) {
-		int failures = w->failures + 1;
-		int64_t backoff = 100LL << (failures < 9 ? failures : 9);
-		if (backoff > MAX_BACKOFF_MS)
-			backoff = MAX_BACKOFF_MS;
-		log_warn("reconcile %s/%s failed (retry in %lld ms): %s", w->ns, w->name, (long long)backoff,
-			 al_error_message());
-		queue_add(c, w->ns, w->name, now + backoff, failures);
-	} else if (requeue > 0) {
-		queue_add(c, w->ns, w->name, now + requeue, 0);
+		int64_t backoff = 0;
+		char *msg = util_strdup(al_error_message());
+		workqueue_add_rate_limited(c->queue, key, &backoff);
+		log_warn("reconcile %s/%s failed (retry in %lld ms): %s", ns, name, (long long)backoff,
+			 msg ? msg : "out of memory");
+		free(msg);
+	} else {
+		workqueue_forget(c->queue, key);
+		if (requeue > 0)
+			workqueue_add(c->queue, key, requeue);
 	}
+	free(ns);
+	free(name);
 }
 
 static void *controller_main(void *arg)
@@ -139,8 +95,8 @@ static void *controller_main(void *arg)
 	int64_t next_resync = 0;
 
 	while (!atomic_load(&c->stop)) {
-		int64_t now = util_monotonic_ms(), due = 0;
-		long idx;
+		int64_t now = util_monotonic_ms(), due;
+		char *key = NULL;
 		json_t *events = NULL;
 		uint64_t next_rv = rv;
 		int timeout, rc;
@@ -154,19 +110,17 @@ static void *controller_main(void *arg)
 			}
 		}
 		/* Work everything that is due before waiting for news. */
-		while (!atomic_load(&c->stop) && (idx = queue_next(c, &due)) >= 0 && due <= util_monotonic_ms()) {
-			struct work_item w;
-			queue_take(c, idx, &w);
-			process_one(c, &w);
-			free(w.ns);
-			free(w.name);
+		while (!atomic_load(&c->stop) && workqueue_get(c->queue, 0, &key) == AL_OK) {
+			process_one(c, key);
+			workqueue_done(c->queue, key);
+			free(key);
+			key = NULL;
 		}
 		/* The first full list has been worked through once. */
 		atomic_store(&c->synced, 1);
-		now = util_monotonic_ms();
 		timeout = 1000;
-		if ((idx = queue_next(c, &due)) >= 0)
-			timeout = due <= now ? 0 : (int)(due - now < 1000 ? due - now : 1000);
+		if ((due = workqueue_next_due_ms(c->queue)) >= 0)
+			timeout = due < 1000 ? (int)due : 1000;
 		rc = store_watch(c->ctx->store, DS_KIND, rv, timeout, &events, &next_rv);
 		if (rc == AL_ERR_CONFLICT) {
 			next_resync = 0; /* history too old: relist */
@@ -185,7 +139,7 @@ static void *controller_main(void *arg)
 				if (type && !strcmp(type, "DELETED"))
 					operator_cleanup_datasource(c->ctx, obj);
 				else if (operator_has_work(obj))
-					queue_add_object(c, obj, util_monotonic_ms());
+					queue_add_object(c, obj, 0);
 			}
 		}
 		json_decref(events);
@@ -199,9 +153,14 @@ int controller_start(struct controller **out, struct operator_ctx *ctx, int resy
 	struct controller *c = calloc(1, sizeof(*c));
 	if (!c)
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	if (workqueue_new(&c->queue, 0, 0)) {
+		free(c);
+		return AL_ERR_NOMEM;
+	}
 	c->ctx = ctx;
 	c->resync_seconds = resync_seconds > 0 ? resync_seconds : 30;
 	if (pthread_create(&c->thread, NULL, controller_main, c) != 0) {
+		workqueue_free(c->queue);
 		free(c);
 		return al_error_set(AL_ERR_INTERNAL, "cannot start the controller thread");
 	}
@@ -220,10 +179,6 @@ void controller_stop(struct controller *c)
 		return;
 	atomic_store(&c->stop, 1);
 	pthread_join(c->thread, NULL);
-	for (size_t i = 0; i < c->n_items; i++) {
-		free(c->items[i].ns);
-		free(c->items[i].name);
-	}
-	free(c->items);
+	workqueue_free(c->queue);
 	free(c);
 }

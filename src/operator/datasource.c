@@ -146,9 +146,14 @@ static int transition(struct operator_ctx *ctx, json_t *ds, enum gate_event ev, 
 	if ((rc = gates_apply(&ctx->cfg->gates, ds, ev, &actor, in, &audit)))
 		return rc;
 	rc = store_update_status(ctx->store, ds, audit, &out);
-	if (!rc)
+	if (!rc) {
 		log_info("datasource %s: %s -> stage %s, dataState %s", json_string_value(json_object_get(json_object_get(ds, "metadata"), "name")),
 			 gate_event_name(ev), *gates_stage(ds) ? gates_stage(ds) : "<unset>", gates_data_state(ds));
+		if (ctx->on_transition)
+			ctx->on_transition(ctx->on_transition_ud, out ? out : ds, gate_event_name(ev),
+					   ev == GATE_EV_COLLECT_FAILED || ev == GATE_EV_CHECKS_FAILED ||
+						   ev == GATE_EV_DATA_CHANGED);
+	}
 	json_decref(audit);
 	json_decref(out);
 	return rc;
@@ -223,7 +228,17 @@ static int gather_credentials(struct operator_ctx *ctx, const json_t *ds, json_t
 			char *value = NULL;
 			if (!keys[k] || json_object_get(creds, keys[k]))
 				continue;
-			rc = ctx->creds ? credstore_get(ctx->creds, keys[k], &value) : AL_ERR_NOT_FOUND;
+			if (ctx->cred_lookup)
+				rc = ctx->cred_lookup(ctx->cred_lookup_ud, keys[k], &value);
+			else
+				rc = ctx->creds ? credstore_get(ctx->creds, keys[k], &value) : AL_ERR_NOT_FOUND;
+			if (rc == AL_ERR_NOT_FOUND && ctx->cred_lookup) {
+				/* The lookup's message says where it looked and what to do. */
+				rc = buf_appendf(why, "credential '%s' (connection '%s') is not set: %s", keys[k],
+						 json_string_value(json_object_get(c, "name")), al_error_message());
+				json_decref(creds);
+				return rc;
+			}
 			if (rc == AL_ERR_NOT_FOUND) {
 				rc = buf_appendf(why, "credential '%s' (connection '%s') is not set: an admin or data engineer can set it with 'airlock secret set %s'",
 						 keys[k], json_string_value(json_object_get(c, "name")), keys[k]);

@@ -22,6 +22,27 @@ struct credstore;
 
 #define OPERATOR_ACTOR "airlock-operator"
 
+/*
+ * Where source credentials come from: the embedded airlock's credstore
+ * (`creds`), or, when `cred_lookup` is set, that function (the operator reads
+ * the chart's source-credentials Secret). It returns AL_OK with *out_value a
+ * new string (released with credstore_value_free, which wipes it),
+ * AL_ERR_NOT_FOUND with a message a person can act on when the key (or its
+ * whole source) does not exist - the datasource then fails with that
+ * reason - or another error, which is retried.
+ */
+typedef int (*operator_cred_lookup_fn)(void *userdata, const char *key, char **out_value);
+
+/*
+ * Called after every transition the reconciler records (NULL: nobody is
+ * told, as in the embedded airlock). `ds` is the datasource as written (its
+ * new status), `event` the gate event's name ("collect-failed"), `failure`
+ * 1 for the events that mean something went wrong (collect-failed,
+ * checks-failed, data-changed). The operator turns it into a Kubernetes
+ * Event. It must not block for long and must never publish a secret.
+ */
+typedef void (*operator_transition_fn)(void *userdata, const json_t *ds, const char *event, int failure);
+
 struct operator_ctx {
 	struct store *store;               /* borrowed */
 	struct runtime *runtime;           /* borrowed */
@@ -29,6 +50,10 @@ struct operator_ctx {
 	struct credstore *creds;           /* borrowed; source credentials */
 	const char *self_exe;              /* unused: the runtime supplies the airlock executable
 	                                    * (kept until cmd_serve.c stops setting it) */
+	operator_cred_lookup_fn cred_lookup; /* optional; overrides creds (see above) */
+	void *cred_lookup_ud;
+	operator_transition_fn on_transition; /* optional (see above) */
+	void *on_transition_ud;
 };
 
 /* Reconciles one AnalyticsWorkspaceDataSource. *requeue_ms > 0 asks to be

@@ -1,0 +1,90 @@
+/*
+ * kube_controller.h - the controller of `airlock operator`: the same
+ * reconciler as the embedded airlock (operator.h, datasource.c) driven
+ * against a real API server (issue 4, items 2, 5, 6).
+ *
+ * What it does:
+ *  - one watch thread lists the AnalyticsWorkspaceDataSources of the watched
+ *    namespace (or every namespace), then watches from the list's
+ *    resourceVersion with bookmarks and a randomised timeout; a 410 (or three
+ *    failures in a row) relists; every `resync_seconds` and whenever this
+ *    replica becomes the leader it lists again. Only keys go into the work
+ *    queue (workqueue.h), which coalesces them and rate-limits retries; the
+ *    workers read each object fresh, so no cache of the objects is kept.
+ *  - `workers` threads take keys and reconcile, and only while
+ *    opts->is_leader says so (checked before every key): a replica that
+ *    loses its Lease stops at the next key;
+ *  - for each datasource: the finalizer KUBE_CONTROLLER_FINALIZER is added
+ *    (store_update with the resourceVersion); once deletionTimestamp is set,
+ *    operator_cleanup_datasource removes what the datasource owns (jobs,
+ *    their Secrets, the staging claim, the uploader - never a workspace's
+ *    claim), its AnalyticsWorkspaceDataBinding goes, then the finalizer;
+ *  - a datasource labelled xlscsde.nhs.uk/workspace gets its
+ *    AnalyticsWorkspaceDataBinding dsb-<name without "ds-"> (as the API
+ *    creates it), owned by the datasource, its spec.workspace kept in step
+ *    with the label;
+ *  - a core/v1 Event on the datasource for every transition the reconciler
+ *    records (type Normal, or Warning for failures; reason the gate event in
+ *    CamelCase, "CollectFailed"; message the status message): the
+ *    controller installs itself as ctx->on_transition;
+ *  - a 409 (AL_ERR_CONFLICT) requeues at once; other errors back off.
+ *
+ * Why not store_watch: the store_kube reflector lists every namespace (403
+ * under the chart's default, namespaced RBAC) and keeps a copy of every
+ * object plus its history; this controller needs only keys. The store is
+ * still used for every read and write.
+ */
+#ifndef AL_OPERATOR_KUBE_CONTROLLER_H
+#define AL_OPERATOR_KUBE_CONTROLLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "operator/operator.h"
+
+struct kube_client;
+
+#define KUBE_CONTROLLER_FINALIZER "xlscsde.nhs.uk/airlock-cleanup"
+#define KUBE_CONTROLLER_DEFAULT_WORKERS 2
+#define KUBE_CONTROLLER_MAX_WORKERS 64
+#define KUBE_CONTROLLER_DEFAULT_RESYNC_S 300
+#define KUBE_CONTROLLER_COMPONENT "airlock-operator"
+
+struct kube_controller_options {
+	struct kube_client *kc;        /* borrowed: watches and Events */
+	const char *watch_namespace;   /* NULL or "" = every namespace */
+	int workers;                   /* 0 = default */
+	int resync_seconds;            /* 0 = default */
+	int (*is_leader)(void *ud);    /* NULL = always act */
+	void *leader_ud;
+	const char *instance;          /* reportingInstance of Events (the pod name); may be NULL */
+	int watch_timeout_min_s;       /* 0 = 240 */
+	int watch_timeout_max_s;       /* 0 = 360 */
+};
+
+struct kube_controller;
+
+/* Starts the watch and worker threads. `ctx` is borrowed and must outlive
+ * the controller; its on_transition is set to the controller's Event
+ * emitter. */
+int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx,
+			  const struct kube_controller_options *o);
+/* Stops and joins every thread (a reconcile in progress finishes first),
+ * frees. NULL is a no-op. */
+void kube_controller_stop(struct kube_controller *c);
+
+struct kube_controller_stats {
+	uint64_t reconciles;      /* keys reconciled (any outcome) */
+	uint64_t errors;          /* reconciles that failed (conflicts not counted) */
+	uint64_t conflicts;       /* reconciles that hit a 409 and were requeued */
+	uint64_t watch_restarts;  /* relists after the first list + watches restarted after an error */
+	uint64_t events;          /* Kubernetes Events written */
+	size_t queue_depth;       /* keys waiting */
+	int synced;               /* the first list has been queued */
+};
+
+void kube_controller_stats(struct kube_controller *c, struct kube_controller_stats *out);
+/* 1 once the first list succeeded (readiness). */
+int kube_controller_synced(struct kube_controller *c);
+
+#endif

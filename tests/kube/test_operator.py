@@ -1,0 +1,530 @@
+"""`airlock operator` (src/cli/cmd_operator.c, src/operator/kube_controller.c,
+leader.c, metrics.c) against a real kube-apiserver, driven as people drive
+it: kubectl apply of the seed's datasources, kubectl patch of their status.
+
+The operator runs as the chart's ServiceAccount
+(system:serviceaccount:airlock:airlock-operator) holding only the RBAC the
+chart renders for a workload namespace, with the chart's AIRLOCK_*
+variables. There is no kubelet and no Job controller: the tests play the
+Job controller by patching Job status, as tests/kube/test_runtime_kube.py
+does. Nor is there a garbage collector: what goes when a datasource is
+deleted goes through the operator's finalizer.
+
+The binary is bin/airlock (build it with `make`); AIRLOCK_OPERATOR_BIN
+names another (e.g. build/sanitize/bin/airlock).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "airlock"
+SEED_IMPORT = REPO / "tests" / "fixtures" / "resources" / "valid" / "seed-import-datasource.yaml"
+SEED_UPLOADED = REPO / "tests" / "fixtures" / "resources" / "valid" / "seed-uploaded-datasource.yaml"
+FINALIZER = "xlscsde.nhs.uk/airlock-cleanup"
+WORKSPACE = "advanced-generic-workspace"
+RUNNER_IMAGE = "registry.example.org/airlock:9.9.9"
+PASSWORD = "s3cr3t-Pa55word-never-logged"
+SETTINGS = {
+    "AIRLOCK_LOG_FORMAT": "json",
+    "AIRLOCK_STORAGE_CLASS": "jupyter-default",
+    "AIRLOCK_STAGING_STORAGE_CLASS": "airlock-staging",
+    "AIRLOCK_IMPORT_VOLUME_SIZE": "10Gi",
+    "AIRLOCK_STAGING_VOLUME_SIZE": "20Gi",
+    "AIRLOCK_VOLUME_ACCESS_MODE": "ReadWriteOnce",
+    "AIRLOCK_SOURCE_CREDENTIALS_SECRET": "airlock-source-credentials",
+    "AIRLOCK_RUNNER_IMAGE": RUNNER_IMAGE,
+    "AIRLOCK_RUNNER_IMAGE_PULL_POLICY": "IfNotPresent",
+    "AIRLOCK_RUNNER_RESOURCES": json.dumps({"requests": {"cpu": "100m", "memory": "128Mi"},
+                                            "limits": {"cpu": "1", "memory": "1Gi"}}),
+    "AIRLOCK_JOB_ACTIVE_DEADLINE_SECONDS": "3600",
+    "AIRLOCK_JOB_BACKOFF_LIMIT": "0",
+    "AIRLOCK_JOB_TTL_SECONDS_AFTER_FINISHED": "86400",
+    "AIRLOCK_UPLOADER_IMAGE": "registry.example.org/airlock:9.9.9",
+    "AIRLOCK_INGRESS_CLASS": "nginx",
+    "AIRLOCK_INGRESS_HOST": "airlock.example.org",
+    "AIRLOCK_INGRESS_TLS_SECRET": "",
+    "AIRLOCK_INGRESS_ANNOTATIONS": "{}",
+    "AIRLOCK_LEASE_NAME": "airlock-operator",
+    # Short lease timings so fail-over is quick to test (chart defaults 15/10/2).
+    "AIRLOCK_LEASE_DURATION_SECONDS": "6",
+    "AIRLOCK_RENEW_DEADLINE_SECONDS": "4",
+    "AIRLOCK_RETRY_PERIOD_SECONDS": "1",
+}
+LEASE_DURATION = 6
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
+
+
+def airlock_bin() -> Path:
+    override = os.environ.get("AIRLOCK_OPERATOR_BIN")
+    path = Path(override) if override else REPO / "bin" / "airlock"
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run `make`")
+    proc = subprocess.run([str(path), "operator", "--help"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"{path} has no `operator` command (exit {proc.returncode}): run `make`\n{proc.stderr}")
+    return path
+
+
+def wait_for(what: str, fn, timeout: float = 30, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+class Operator:
+    """One `airlock operator` process (a replica)."""
+
+    def __init__(self, env_, binary: Path, ns: str, name: str, log_dir: Path, workers: int = 2):
+        self.kube, self.ns, self.name = env_, ns, name
+        self.log_path = log_dir / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+        env.update(SETTINGS, AIRLOCK_POD_NAME=name, AIRLOCK_POD_NAMESPACE="airlock",
+                   AIRLOCK_WATCH_NAMESPACE=ns, AIRLOCK_LEASE_NAMESPACE=ns)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(binary), "operator", "--kubeconfig", str(env_.kubeconfig("operator")), "--namespace", ns,
+             "--metrics-listen", "127.0.0.1:0", "--leader-election", "--workers", str(workers)],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
+        self.port = int(wait_for(f"{name}'s metrics port", self._port, timeout=20))
+
+    def _port(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.text()[-3000:]}")
+        m = re.search(r"metrics listening on port (\d+)", self.text())
+        return m.group(1) if m else None
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self) -> dict[str, float]:
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        out = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def leading(self) -> bool:
+        return self.metrics()["airlock_leader"] == 1
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout} s after signal {sig}")
+        self.log.close()
+        return self.proc.returncode
+
+
+class Env:
+    def __init__(self, kube, ns: str, log_dir: Path, binary: Path):
+        self.kube, self.ns, self.log_dir, self.binary = kube, ns, log_dir, binary
+        self.operators: list[Operator] = []
+
+    def start(self, name: str, **kw) -> Operator:
+        op = Operator(self.kube, self.binary, self.ns, name, self.log_dir, **kw)
+        self.operators.append(op)
+        return op
+
+    def k(self, *args, **kw):
+        return self.kube.kubectl(*args, "-n", self.ns, **kw)
+
+    def get(self, kind: str, name: str) -> dict:
+        return self.kube.kubectl_json("get", kind, name, "-n", self.ns)
+
+    def exists(self, kind: str, name: str) -> bool:
+        proc = self.k("get", kind, name, check=False)
+        if proc.returncode == 0:
+            return True
+        assert "NotFound" in proc.stderr, proc.stderr
+        return False
+
+    def deleted(self, kind: str, name: str) -> bool:
+        """Gone, or being deleted: with no controllers running, a claim keeps
+        the kubernetes.io/pvc-protection finalizer (and an object deleted in
+        the foreground the GC's) that a real cluster removes."""
+        proc = self.k("get", kind, name, "-o", "json", check=False)
+        if proc.returncode != 0:
+            assert "NotFound" in proc.stderr, proc.stderr
+            return True
+        return "deletionTimestamp" in json.loads(proc.stdout)["metadata"]
+
+    def items(self, kind: str, selector: str | None = None) -> list[dict]:
+        args = ["get", kind, "-n", self.ns, "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        return self.kube.kubectl_json(*args)["items"]
+
+    def ds(self, name: str) -> dict:
+        return self.get("awds", name)
+
+    def apply_ds(self, obj: dict, ready: bool = True) -> dict:
+        self.kube.kubectl("apply", "-n", self.ns, "-f", "-", input=json.dumps(obj))
+        if ready:
+            self.k("patch", "awds", obj["metadata"]["name"], "--subresource=status", "--type=merge",
+                   "-p", json.dumps({"status": {"dataState": "READY"}}))
+        return self.ds(obj["metadata"]["name"])
+
+    def status(self, name: str) -> dict:
+        return self.ds(name).get("status", {})
+
+    def wait_status(self, name: str, timeout: float = 30, **want) -> dict:
+        def ok():
+            st = self.status(name)
+            return st if all(st.get(k) == v for k, v in want.items()) else None
+        return wait_for(f"{name} status {want}", ok, timeout)
+
+    def events(self, name: str) -> list[dict]:
+        return [e for e in self.items("events") if e["involvedObject"].get("name") == name]
+
+    def patch_job(self, job: str, status: dict):
+        self.k("patch", "job", job, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))
+
+    def leader_log(self) -> str:
+        return "".join(op.text() for op in self.operators)
+
+
+def import_ds(name: str, conn_type: str = "sqlite", creds: bool = True) -> dict:
+    ds = yaml.safe_load(SEED_IMPORT.read_text())
+    ds["metadata"] = {"name": name, "labels": {**ds["metadata"].get("labels", {}),
+                                               "xlscsde.nhs.uk/workspace": WORKSPACE}}
+    conn = {"type": conn_type, "name": "db", "url": "file:/data/source.db"}
+    if creds:
+        conn["credentials"] = {"userKey": "DbUser", "passwordKey": "DbPassword"}
+    ds["spec"]["connections"] = [conn]
+    ds["spec"]["objects"] = [{"table": {"name": "patients", "connection": "db"}}]
+    return ds
+
+
+def uploaded_ds(name: str) -> dict:
+    ds = yaml.safe_load(SEED_UPLOADED.read_text())
+    ds["metadata"] = {"name": name, "labels": {**ds["metadata"].get("labels", {}),
+                                               "xlscsde.nhs.uk/workspace": WORKSPACE}}
+    return ds
+
+
+def owned_by(obj: dict, ds: dict) -> bool:
+    return any(r.get("uid") == ds["metadata"]["uid"] and r.get("kind") == "AnalyticsWorkspaceDataSource"
+               and r.get("controller") for r in obj["metadata"].get("ownerReferences", []))
+
+
+@pytest.fixture(scope="module")
+def op(kube, tmp_path_factory):
+    """A workload namespace with the chart's Role for the operator's
+    ServiceAccount, the source-credentials Secret, a workspace's own claim,
+    and one operator replica ("op-a")."""
+    binary = airlock_bin()
+    ns = f"op-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", ns)
+    manifest = kube.helm("template", "airlock", str(CHART), "-n", "airlock",
+                         "--set", f"namespace={ns},watchNamespace={ns}").stdout
+    rbac = [d for d in yaml.safe_load_all(manifest)
+            if d and d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    sa = next(d for d in rbac if d["kind"] == "ServiceAccount")["metadata"]
+    assert (sa["namespace"], sa["name"]) == ("airlock", "airlock-operator"), sa
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    kube.kubectl("-n", ns, "create", "secret", "generic", "airlock-source-credentials",
+                 "--from-literal=DbUser=reader", f"--from-literal=DbPassword={PASSWORD}")
+    # The workspace's own storage: not the airlock's, never to be deleted by it.
+    kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": WORKSPACE},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+    env = Env(kube, ns, tmp_path_factory.mktemp("operator-logs"), binary)
+    a = env.start("op-a")
+    wait_for("op-a to lead", a.leading, timeout=LEASE_DURATION * 3)
+    yield env
+    codes = {o.name: o.stop(signal.SIGTERM) for o in env.operators if o.alive()}
+    # A clean stop exits 0 (under ASan, also without leaks or errors).
+    assert all(c == 0 for c in codes.values()), codes
+
+
+def test_import_creates_claim_secrets_and_hardened_job(op):
+    ds = op.apply_ds(import_ds("example-data-source-1"))
+    uid = ds["metadata"]["uid"]
+    job = f"import-{uid}-1"
+    st = op.wait_status("example-data-source-1", stage="Collecting")
+    assert st["job"]["name"] == job
+    ds = op.ds("example-data-source-1")
+    assert FINALIZER in ds["metadata"]["finalizers"]
+    pvc = op.get("pvc", f"ds-{uid}")
+    assert owned_by(pvc, ds) and pvc["spec"]["storageClassName"] == "jupyter-default"
+    j = wait_for("the import job", lambda: op.get("job", job))
+    assert owned_by(j, ds)
+    spec = j["spec"]
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 3600
+    assert spec["ttlSecondsAfterFinished"] == 86400
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [c] = pod["containers"]
+    assert c["image"] == RUNNER_IMAGE and c["args"] == ["run-job"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    for suffix in ("credentials", "definition"):
+        sec = op.get("secret", f"{job}-{suffix}")
+        assert owned_by(sec, ds)
+    # The job's Secret carries exactly the keys the connection names, from
+    # the source Secret; never the status, an Event or a log.
+    import base64
+    creds = json.loads(base64.b64decode(op.get("secret", f"{job}-credentials")["data"]["secret.json"]))
+    assert creds == {"DbUser": "reader", "DbPassword": PASSWORD}
+    assert PASSWORD not in json.dumps(op.ds("example-data-source-1"))
+    assert PASSWORD not in json.dumps(op.events("example-data-source-1"))
+    assert PASSWORD not in op.leader_log()
+    ev = wait_for("a CollectStart Event", lambda: [e for e in op.events("example-data-source-1")
+                                                   if e["reason"] == "CollectStart"])
+    assert ev[0]["type"] == "Normal" and ev[0]["involvedObject"]["uid"] == uid
+    # Bindings reconciled: the datasource is bound to its workspace.
+    b = wait_for("the binding", lambda: op.get("awdb", "dsb-example-data-source-1"))
+    assert b["spec"] == {"workspace": WORKSPACE, "datasource": "example-data-source-1"}
+    assert owned_by(b, ds)
+
+
+def test_job_complete_moves_data_state_to_completed(op):
+    uid = op.ds("example-data-source-1")["metadata"]["uid"]
+    job = f"import-{uid}-1"
+    op.patch_job(job, {"startTime": T0, "active": 0, "succeeded": 1, "completionTime": T1, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": T1},
+        {"type": "Complete", "status": "True", "lastTransitionTime": T1}]})
+    st = op.wait_status("example-data-source-1", dataState="Completed")
+    assert st["stage"] == "Checking"
+    # The job's Secrets go when the job ends; the job itself stays (TTL).
+    wait_for("the job's Secrets to go", lambda: not op.exists("secret", f"{job}-credentials")
+             and not op.exists("secret", f"{job}-definition"))
+    assert op.exists("job", job)
+    wait_for("a CollectSucceeded Event", lambda: [e for e in op.events("example-data-source-1")
+                                                  if e["reason"] == "CollectSucceeded"])
+
+
+def test_failed_job_fails_with_reason_and_warning_event(op):
+    ds = op.apply_ds(import_ds("import-fails"))
+    job = f"import-{ds['metadata']['uid']}-1"
+    wait_for("the import job", lambda: op.get("job", job))
+    failed = [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
+               "message": "Job has reached the specified backoff limit", "lastTransitionTime": T1},
+              {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+               "message": "Job has reached the specified backoff limit", "lastTransitionTime": T1}]
+    op.patch_job(job, {"startTime": T0, "failed": 1, "conditions": failed})
+    st = op.wait_status("import-fails", dataState="Failed")
+    assert st["stage"] == "Failed"
+    assert "BackoffLimitExceeded" in st["message"], st
+    ev = wait_for("a Warning Event", lambda: [e for e in op.events("import-fails") if e["type"] == "Warning"])
+    assert ev[0]["reason"] == "CollectFailed" and "BackoffLimitExceeded" in ev[0]["message"]
+
+
+def test_unknown_connection_type_fails_with_reason_no_crash_loop(op):
+    op.apply_ds(import_ds("unknown-type", conn_type="oracle"))
+    st = op.wait_status("unknown-type", dataState="Failed")
+    assert "oracle" in st["message"] and "supported" in st["message"], st
+    ev = wait_for("a Warning Event", lambda: [e for e in op.events("unknown-type") if e["type"] == "Warning"])
+    assert "oracle" in ev[0]["message"]
+    rv = op.ds("unknown-type")["metadata"]["resourceVersion"]
+    time.sleep(3)
+    # Failed is final: nothing is retried, nothing more is written.
+    assert op.ds("unknown-type")["metadata"]["resourceVersion"] == rv
+    assert len([e for e in op.events("unknown-type") if e["type"] == "Warning"]) == 1
+    assert all(o.alive() for o in op.operators)
+
+
+def test_missing_credential_fails_with_reason(op):
+    ds = import_ds("missing-cred")
+    ds["spec"]["connections"][0]["credentials"] = {"userKey": "DbUser", "passwordKey": "NoSuchKey"}
+    op.apply_ds(ds)
+    st = op.wait_status("missing-cred", dataState="Failed")
+    assert "NoSuchKey" in st["message"] and "airlock-source-credentials" in st["message"], st
+    assert PASSWORD not in st["message"]
+
+
+def test_uploaded_gets_claim_deployment_service_ingress(op):
+    ds = op.apply_ds(uploaded_ds("ds-782b4a1f07234229980f75f2f651412a"))
+    uid = ds["metadata"]["uid"]
+    op.wait_status(ds["metadata"]["name"], stage="Uploading")
+    ds = op.ds(ds["metadata"]["name"])
+    up = f"upload-{uid}"
+    pvc = op.get("pvc", f"ds-{uid}")
+    assert pvc["spec"]["storageClassName"] == "airlock-staging" and owned_by(pvc, ds)
+    dep = op.get("deployment", up)
+    assert dep["spec"]["replicas"] == 0 and owned_by(dep, ds)
+    assert owned_by(op.get("service", up), ds)
+    ing = op.get("ingress", up)
+    assert owned_by(ing, ds) and ing["spec"]["ingressClassName"] == "nginx"
+    b = wait_for("the binding", lambda: op.get("awdb", "dsb-782b4a1f07234229980f75f2f651412a"))
+    assert b["spec"]["datasource"] == ds["metadata"]["name"]
+
+
+def test_delete_removes_children_through_finalizer_never_workspace_claim(op):
+    name = "ds-782b4a1f07234229980f75f2f651412a"
+    uid = op.ds(name)["metadata"]["uid"]
+    up = f"upload-{uid}"
+    op.k("delete", "awds", name, "--wait=false")
+    wait_for("the datasource to go", lambda: not op.exists("awds", name), timeout=30)
+    for kind, obj in (("pvc", f"ds-{uid}"), ("deployment", up), ("service", up), ("ingress", up),
+                      ("awdb", "dsb-782b4a1f07234229980f75f2f651412a")):
+        assert op.deleted(kind, obj), f"{kind}/{obj} survived its datasource"
+    # An Import datasource: its job, Secrets and claim go too.
+    ds = op.ds("import-fails")
+    iuid = ds["metadata"]["uid"]
+    op.k("delete", "awds", "import-fails", "--wait=false")
+    wait_for("import-fails to go", lambda: not op.exists("awds", "import-fails"), timeout=30)
+    assert op.deleted("job", f"import-{iuid}-1") and op.deleted("pvc", f"ds-{iuid}")
+    assert not op.deleted("pvc", WORKSPACE), "the workspace's own claim was deleted"
+
+
+def test_metrics_and_probes(op):
+    a = op.operators[0]
+    m = a.metrics()
+    for name in ("airlock_reconcile_total", "airlock_reconcile_errors_total", "airlock_workqueue_depth",
+                 "airlock_watch_restarts_total", "airlock_leader"):
+        assert name in m, name
+    assert m["airlock_reconcile_total"] > 0 and m["airlock_leader"] == 1
+    assert a.get("/healthz")[0] == 200 and a.get("/readyz")[0] == 200
+    assert a.get("/nope")[0] == 404
+
+
+def test_two_operators_one_leader_and_failover(op):
+    a = op.operators[0]
+    b = op.start("op-b")
+    wait_for("op-b ready", lambda: b.get("/readyz")[0] == 200)
+    time.sleep(2)
+    assert a.leading() and not b.leading()
+    assert b.get("/readyz")[0] == 200          # a standby is ready too (rolling updates)
+    lease = op.get("lease", "airlock-operator")
+    assert lease["spec"]["holderIdentity"] == "op-a"
+    transitions = lease["spec"].get("leaseTransitions", 0)
+    # The standby does nothing: a new datasource is reconciled by op-a only.
+    op.apply_ds(import_ds("while-two"))
+    op.wait_status("while-two", stage="Collecting")
+    assert "while-two" not in b.text()
+    # kill -9 the leader: op-b takes over within the lease duration (plus a
+    # retry period to notice) and acts.
+    a.stop(signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_for("op-b to lead", b.leading, timeout=LEASE_DURATION * 3, interval=0.2)
+    took = time.monotonic() - t0
+    assert took <= LEASE_DURATION + 2 * 1 + 1, f"fail-over took {took:.1f} s"
+    lease = op.get("lease", "airlock-operator")
+    assert lease["spec"]["holderIdentity"] == "op-b"
+    assert lease["spec"]["leaseTransitions"] == transitions + 1
+    op.apply_ds(import_ds("after-failover"))
+    op.wait_status("after-failover", stage="Collecting")
+    # SIGTERM releases the Lease: a new replica takes it at once.
+    assert b.stop(signal.SIGTERM) == 0
+    lease = op.get("lease", "airlock-operator")
+    assert lease["spec"].get("holderIdentity", "") == ""
+    c = op.start("op-c")
+    t0 = time.monotonic()
+    wait_for("op-c to lead", c.leading, timeout=LEASE_DURATION * 3)
+    assert time.monotonic() - t0 < LEASE_DURATION, "a released lease was not taken at once"
+
+
+def test_nothing_was_forbidden_by_the_charts_rbac(op):
+    log = op.leader_log()
+    bad = [line for line in log.splitlines() if re.search(r"forbidden|\b403\b", line, re.I)]
+    assert not bad, "\n".join(bad[:20])
+
+
+def _managed(op, kind: str) -> list[dict]:
+    return [o for o in op.items(kind, "app.kubernetes.io/managed-by=airlock")
+            if "deletionTimestamp" not in o["metadata"]]
+
+
+def test_killed_midway_through_200_datasources_converges_without_duplicates(op):
+    leader = next(o for o in op.operators if o.alive() and o.leading())
+    names = [f"bulk-{i:03d}" for i in range(200)]
+    docs = [import_ds(n, creds=False) for n in names]
+    op.kube.kubectl("apply", "-n", op.ns, "-f", "-", input=yaml.safe_dump_all(docs))
+    base = f"/apis/xlscsde.nhs.uk/v1/namespaces/{op.ns}/analyticsworkspacedatasources"
+    for n in names:
+        status, body = op.kube.api("PATCH", f"{base}/{n}/status", {"status": {"dataState": "READY"}},
+                                   content_type="application/merge-patch+json")
+        assert status == 200, body
+    # Kill -9 the leader part-way through, then start a new replica.
+    wait_for("some import jobs", lambda: len(_managed(op, "jobs")) >= 40, timeout=120, interval=0.05)
+    leader.stop(signal.SIGKILL)
+    made = len(_managed(op, "jobs"))
+    assert made < 200 + 10, "the leader finished before it could be killed: nothing to test"
+    d = op.start("op-d", workers=4)
+    wait_for("op-d to lead", d.leading, timeout=LEASE_DURATION * 3)
+
+    def converged():
+        items = {o["metadata"]["name"]: o for o in op.items("awds")}
+        if not all(items[n].get("status", {}).get("stage") == "Collecting" for n in names):
+            return False
+        # The job is started on the pass after the status says Collecting.
+        uids = {items[n]["metadata"]["uid"] for n in names}
+        return len([j for j in _managed(op, "jobs")
+                    if any(r["uid"] in uids for r in j["metadata"].get("ownerReferences", []))]) >= 200
+    t0 = time.monotonic()
+    wait_for("all 200 to be Collecting with their jobs", converged, timeout=180, interval=1)
+    rss = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{d.proc.pid}/status").read_text())
+    print(f"converged {time.monotonic() - t0:.1f} s after op-d started; {made} jobs before the kill; "
+          f"op-d RSS {int(rss.group(1)) // 1024 if rss else '?'} MB")
+    dss = {o["metadata"]["uid"]: o for o in op.items("awds")}
+    bulk = {o["metadata"]["uid"]: o for o in dss.values() if o["metadata"]["name"].startswith("bulk-")}
+    jobs, pvcs, secrets = _managed(op, "jobs"), _managed(op, "pvc"), _managed(op, "secrets")
+    for uid, ds in bulk.items():
+        mine = [j["metadata"]["name"] for j in jobs if owned_by(j, ds)]
+        assert mine == [f"import-{uid}-1"], (ds["metadata"]["name"], mine)
+        assert [p["metadata"]["name"] for p in pvcs if owned_by(p, ds)] == [f"ds-{uid}"]
+        assert sorted(s["metadata"]["name"] for s in secrets if owned_by(s, ds)) == \
+            [f"import-{uid}-1-credentials", f"import-{uid}-1-definition"]
+        assert FINALIZER in ds["metadata"]["finalizers"]
+    # No orphans: every child belongs to a datasource that exists.
+    for obj in jobs + pvcs + secrets:
+        refs = obj["metadata"].get("ownerReferences", [])
+        assert refs and all(r["uid"] in dss for r in refs), obj["metadata"]["name"]
+    # Bindings: exactly one per datasource.
+    bindings = [b for b in op.items("awdb") if b["metadata"]["name"].startswith("dsb-bulk-")]
+    assert len(bindings) == 200
+    assert not [line for line in d.text().splitlines() if '"error"' in line]
+
+
+def test_apiserver_restart_watch_recovers(op):
+    leader = next(o for o in op.operators if o.alive() and o.leading())
+    before = leader.metrics()["airlock_watch_restarts_total"]
+    op.kube.restart_apiserver(down_seconds=2)
+    wait_for("the leader to lead again", leader.leading, timeout=LEASE_DURATION * 3)
+    op.apply_ds(import_ds("after-restart"))
+    op.wait_status("after-restart", stage="Collecting", timeout=60)
+    assert leader.metrics()["airlock_watch_restarts_total"] > before
+    assert leader.alive()
