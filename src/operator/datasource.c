@@ -631,7 +631,7 @@ static int publish(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
 	struct job_status st = { 0 };
 	struct publish_result res = { 0 };
 	char *volume = NULL, *job = NULL, *logs = NULL;
-	int rc, failed = 0, published = 0;
+	int rc, failed = 0;
 
 	if (!ws || !*ws) {
 		struct gate_input in = { .reason = "no workspace: the datasource has no " WORKSPACE_LABEL " label" };
@@ -673,17 +673,20 @@ static int publish(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
 					    "published other data than was approved", res.digest);
 		} else {
 			struct gate_input in = { .published_path = res.published };
+			/* The data now lives, verified, in the workspace: the staging
+			 * copy has done its job. It goes before Published is recorded
+			 * so that whoever sees Published never finds it, and a crash
+			 * between the two cannot leave it behind (this branch runs
+			 * again from the finished job; deleting twice is AL_OK). */
+			if ((rc = runtime_volume_delete(ctx->runtime, VOLUME_STAGING, volume)))
+				goto out;
 			rc = transition(ctx, ds, GATE_EV_PUBLISH, &in);
-			published = !rc;
 		}
 		break;
 	}
 	if (rc)
 		goto out;
 	remove_publish_job(ctx, job);
-	/* The data now lives in the workspace; the staging copy has done its job. */
-	if (published && runtime_volume_delete(ctx->runtime, VOLUME_STAGING, volume))
-		log_warn("cannot remove staging volume %s: %s", volume, al_error_message());
 out:
 	publish_result_free(&res);
 	job_status_free(&st);
