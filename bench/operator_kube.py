@@ -197,7 +197,7 @@ class Recorder:
 
 class Operator:
     def __init__(self, kube: KubeEnv, ns: str, log_path: Path):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_") or k == "AIRLOCK_LOG_LEVEL"}
         env.update(SETTINGS, AIRLOCK_POD_NAME=f"bench-{ns}", AIRLOCK_POD_NAMESPACE="airlock",
                    AIRLOCK_WATCH_NAMESPACE=ns, AIRLOCK_LEASE_NAMESPACE=ns)
         self.log_path = log_path
@@ -338,6 +338,8 @@ def operator_run(kube: KubeEnv, rep: int, workdir: Path) -> dict:
         "create_apply_return_to_job": summary(lat_client_create),
         "operator_cpu_s": stat["cpu_s"] - cpu0, "operator_rss_kb": stat["VmRSS"], "operator_hwm_kb": stat["VmHWM"],
         "reconciles": op.metric("airlock_reconcile_total"), "errors": op.metric("airlock_reconcile_errors_total"),
+        "kube_requests": {k.split('"')[1]: v for k, v in op.metrics().items()
+                          if k.startswith("airlock_kube_requests_total{")},
     }
     for w in watches:
         w.close()
@@ -409,6 +411,27 @@ def baseline_run(kube: KubeEnv, rep: int, workdir: Path, children: list[list[dic
             "jobs": len(rec.job_added), "objects": sum(len(g) for g in children)}
 
 
+def floor_run(kube: KubeEnv, rep: int, workdir: Path) -> dict:
+    """The driver's own share of the operator run: the same two kubectl
+    applies per batch (create, then status READY) into a namespace where no
+    operator runs. The operator run cannot end before its applies do."""
+    ns = f"bench-fl-{rep}"
+    setup_namespace(kube, ns, rbac=False)
+    names = [f"floor-{rep}-{i:05d}" for i in range(COUNT)]
+    ds_files = write_batches(workdir, f"fds-{rep}", [[import_ds(n) for n in names[i:i + BATCH]]
+                                                      for i in range(0, COUNT, BATCH)])
+    st_files = write_batches(workdir, f"fst-{rep}", [[{
+        "apiVersion": "xlscsde.nhs.uk/v1", "kind": "AnalyticsWorkspaceDataSource",
+        "metadata": {"name": n}, "status": {"dataState": "READY"}} for n in names[i:i + BATCH]]
+        for i in range(0, COUNT, BATCH)])
+    t0 = time.monotonic()
+    for dsf, stf in zip(ds_files, st_files):
+        kubectl_timed(kube, "apply", "-n", ns, "-f", str(dsf))
+        kubectl_timed(kube, "apply", "-n", ns, "--server-side", "--subresource=status",
+                      "--field-manager=bench", "-f", str(stf))
+    return {"kubectl_s": time.monotonic() - t0}
+
+
 def rss_run(kube: KubeEnv, workdir: Path) -> dict:
     ns = "bench-rss"
     setup_namespace(kube, ns, rbac=True)
@@ -468,7 +491,10 @@ def main() -> int:
             log(f"rep {rep}: baseline, {len(children)} datasources' children")
             b = baseline_run(kube, rep, workdir, children)
             log(f"rep {rep}: baseline all {b['jobs']} Jobs in {b['total_s']:.2f} s ({b['objects']} objects)")
-            results["reps"].append({"operator": o, "baseline": b, "ratio": o["total_s"] / b["total_s"]})
+            f = floor_run(kube, rep, workdir)
+            log(f"rep {rep}: floor, the same datasource applies with no operator: {f['kubectl_s']:.2f} s")
+            results["reps"].append({"operator": o, "baseline": b, "floor": f, "ratio": o["total_s"] / b["total_s"],
+                                    "floor_ratio": f["kubectl_s"] / b["total_s"]})
             OUT.write_text(json.dumps(results, indent=2) + "\n")
         if RSS_COUNT > 0:
             log(f"RSS: {RSS_COUNT} datasources with no work, batches of {RSS_BATCH}")
@@ -485,9 +511,15 @@ def main() -> int:
         print(f"operator: all Jobs exist after {op_total:.2f} s")
         print(f"baseline: all Jobs exist after {bl_total:.2f} s")
         print(f"ratio (median of per-rep ratios): {med([r['ratio'] for r in reps]):.2f}x")
+        print(f"floor: the datasource applies alone (no operator) take {med([r['floor']['kubectl_s'] for r in reps]):.2f} s"
+              f" = {med([r['floor_ratio'] for r in reps]):.2f}x the baseline")
+        print(f"operator run's own kubectl applies: {med([r['operator']['kubectl_s'] for r in reps]):.2f} s")
         for key in ("ready_to_job", "added_to_job", "status_apply_return_to_job", "create_apply_return_to_job"):
             print(f"{key}: p50 {med([r['operator'][key]['p50_ms'] for r in reps]):.0f} ms, "
                   f"p99 {med([r['operator'][key]['p99_ms'] for r in reps]):.0f} ms")
+        verbs = sorted({v for r in reps for v in r["operator"]["kube_requests"]})
+        print("operator requests per datasource: " + ", ".join(
+            f"{v} {med([r['operator']['kube_requests'].get(v, 0) for r in reps]) / COUNT:.2f}" for v in verbs))
         print(f"operator CPU {med([r['operator']['operator_cpu_s'] for r in reps]):.2f} s, "
               f"VmHWM {med([r['operator']['operator_hwm_kb'] for r in reps]):.0f} kB")
     if results["rss"]:

@@ -106,7 +106,7 @@ int cmd_operator(int argc, char **argv)
 	struct kube_controller *ctl = NULL;
 	struct kube_controller_options copts;
 	struct metrics_server *metrics = NULL;
-	struct kube_creds creds;
+	struct kube_creds creds = { 0 };
 	struct operator_ctx octx;
 	char *ns = NULL;
 	sigset_t sigs;
@@ -225,9 +225,7 @@ int cmd_operator(int argc, char **argv)
 			goto out;
 	}
 
-	creds.kc = kc;
-	creds.ns = ns;
-	creds.secret = cred_secret;
+	kube_creds_init(&creds, kc, ns, cred_secret);
 	octx.store = store;
 	octx.runtime = rt;
 	octx.cfg = &cfg;
@@ -236,6 +234,7 @@ int cmd_operator(int argc, char **argv)
 
 	copts.kc = kc;
 	copts.watch_namespace = watch_ns;
+	copts.jobs_namespace = ns;
 	copts.workers = workers;
 	copts.is_leader = leader ? leader_check : NULL;
 	copts.leader_ud = leader;
@@ -244,7 +243,7 @@ int cmd_operator(int argc, char **argv)
 	if ((rc = kube_controller_start(&ctl, &octx, &copts)))
 		goto out;
 	if (metrics_listen) {
-		struct metrics_source src = { .controller = ctl, .leader = leader, .store = store };
+		struct metrics_source src = { .controller = ctl, .leader = leader, .store = store, .kc = kc };
 		if ((rc = metrics_start(&metrics, metrics_listen, &src)))
 			goto out;
 	}
@@ -267,6 +266,7 @@ out:
 	kube_controller_stop(ctl);
 	leader_stop(leader);
 	metrics_stop(metrics);
+	kube_creds_free(&creds);
 	if (rt)
 		runtime_close(rt);
 	if (store)

@@ -3,10 +3,12 @@
  * lives in src/cli/cmd_<name>.c and prints its own --help.
  */
 #include "cli/commands.h"
+#include "common/log.h"
 
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct command {
@@ -57,6 +59,24 @@ int main(int argc, char **argv)
 	}
 	/* Before any thread starts: jansson's hash seed. */
 	json_object_seed(0);
+	{
+		/* AIRLOCK_LOG_LEVEL=debug shows, for one, every Kubernetes API request. */
+		const char *lv = getenv("AIRLOCK_LOG_LEVEL");
+		if (lv && *lv) {
+			if (!strcmp(lv, "debug"))
+				log_set_level(LOG_DEBUG);
+			else if (!strcmp(lv, "info"))
+				log_set_level(LOG_INFO);
+			else if (!strcmp(lv, "warn"))
+				log_set_level(LOG_WARN);
+			else if (!strcmp(lv, "error"))
+				log_set_level(LOG_ERROR);
+			else {
+				fprintf(stderr, "airlock: AIRLOCK_LOG_LEVEL=\"%s\": use debug, info, warn or error\n", lv);
+				return 2;
+			}
+		}
+	}
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

@@ -369,3 +369,8 @@ char *util_strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
 }
+
+char *util_strndup(const char *s, size_t n)
+{
+	return s ? strndup(s, n) : NULL;
+}

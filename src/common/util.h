@@ -54,5 +54,7 @@ int util_path_escapes(const char *rel);
 
 /* Duplicates a string; NULL in -> NULL out; aborts never, returns NULL on OOM. */
 char *util_strdup(const char *s);
+/* The first n bytes of s (fewer if s ends sooner) as a new string; NULL on OOM or s NULL. */
+char *util_strndup(const char *s, size_t n);
 
 #endif

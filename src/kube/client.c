@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ struct kube_client {
 	int refresh_ms;
 	CURL *pool[KUBE_POOL_MAX];
 	size_t n_pool;
+	atomic_ullong requests[KUBE_VERB_N];
 };
 
 static void wipe_free(char *s)
@@ -185,6 +187,28 @@ static int auth_header(struct kube_client *kc, struct buf *auth)
 		rc = buf_appendf(auth, "Authorization: Bearer %s", kc->token);
 	pthread_mutex_unlock(&kc->lock);
 	return rc;
+}
+
+static const char *const verb_names[KUBE_VERB_N] = { "GET", "WATCH", "POST", "PUT", "PATCH", "DELETE", "OTHER" };
+
+const char *kube_verb_name(enum kube_verb v)
+{
+	return (unsigned)v < KUBE_VERB_N ? verb_names[v] : "OTHER";
+}
+
+void kube_client_count(struct kube_client *kc, const char *method)
+{
+	int v = KUBE_VERB_OTHER;
+	for (int i = 0; i < KUBE_VERB_OTHER; i++)
+		if (!strcmp(method, verb_names[i]))
+			v = i;
+	atomic_fetch_add(&kc->requests[v], 1);
+}
+
+void kube_client_request_counts(const struct kube_client *kc, unsigned long long out[KUBE_VERB_N])
+{
+	for (int i = 0; i < KUBE_VERB_N; i++)
+		out[i] = kc ? atomic_load(&kc->requests[i]) : 0;
 }
 
 static CURL *handle_get(struct kube_client *kc)
@@ -428,6 +452,7 @@ static int do_request(struct kube_client *kc, const char *method, const char *pa
 		cu->easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
 	}
 
+	kube_client_count(kc, method);
 	cc = cu->easy_perform(curl);
 	if (cc != CURLE_OK) {
 		if (sink.too_large)
@@ -439,6 +464,7 @@ static int do_request(struct kube_client *kc, const char *method, const char *pa
 		goto out;
 	}
 	cu->easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	log_debug("kube %s %s: HTTP %ld", method, path, status);
 	if (out_status)
 		*out_status = status;
 	if (sink.b.len) {

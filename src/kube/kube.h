@@ -60,6 +60,14 @@ int kube_client_new(struct kube_client **out, const struct kube_config *cfg);
 void kube_client_free(struct kube_client *kc);
 /* The namespace of the configuration. Borrowed. */
 const char *kube_client_namespace(const struct kube_client *kc);
+/* Requests sent so far, by verb (a watch counts as WATCH, not GET): for the
+ * operator's metrics and the benchmark. */
+enum kube_verb { KUBE_VERB_GET, KUBE_VERB_LIST_WATCH, KUBE_VERB_POST, KUBE_VERB_PUT, KUBE_VERB_PATCH,
+		 KUBE_VERB_DELETE, KUBE_VERB_OTHER, KUBE_VERB_N };
+/* The verb's name as the metric label shows it ("GET", "WATCH", ...). */
+const char *kube_verb_name(enum kube_verb v);
+void kube_client_request_counts(const struct kube_client *kc, unsigned long long out[KUBE_VERB_N]);
+
 /* How often a token_file is re-read, in ms (default KUBE_TOKEN_REFRESH_MS);
  * 0 re-reads it before every request. For tests. */
 #define KUBE_TOKEN_REFRESH_MS 60000

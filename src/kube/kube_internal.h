@@ -29,6 +29,8 @@ const char *kube_client_server(const struct kube_client *kc);
  * token) wiped and freed with kube_auth_free, after the transfer. */
 int kube_client_setup(struct kube_client *kc, CURL *curl, char *errbuf, struct curl_slist **headers,
 		      struct buf *auth);
+/* Counts one request of `method` ("GET", ..., or "WATCH"). */
+void kube_client_count(struct kube_client *kc, const char *method);
 void kube_auth_free(struct buf *auth);
 
 /* 1 if `p` starts with '/' and holds no space, control character or '#'. */

@@ -237,6 +237,7 @@ int kube_watch(struct kube_client *kc, const char *collection_path, const char *
 	cu->easy_setopt(w.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	cu->easy_setopt(w.curl, CURLOPT_LOW_SPEED_TIME, silent_s);
 
+	kube_client_count(kc, "WATCH");
 	cc = cu->easy_perform(w.curl);
 	if (w.stopped) {
 		rc = AL_OK;

@@ -146,6 +146,9 @@ static int transition(struct operator_ctx *ctx, json_t *ds, enum gate_event ev, 
 	if ((rc = gates_apply(&ctx->cfg->gates, ds, ev, &actor, in, &audit)))
 		return rc;
 	rc = store_update_status(ctx->store, ds, audit, &out);
+	/* The caller goes on from what was written (its new resourceVersion). */
+	if (!rc && out && json_object_update(ds, out))
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 	if (!rc) {
 		log_info("datasource %s: %s -> stage %s, dataState %s", json_string_value(json_object_get(json_object_get(ds, "metadata"), "name")),
 			 gate_event_name(ev), *gates_stage(ds) ? gates_stage(ds) : "<unset>", gates_data_state(ds));
@@ -341,7 +344,22 @@ static json_t *runner_definition(const json_t *ds)
 	return def;
 }
 
-static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job, int *requeue_ms)
+/* How soon to look again at a job that is running, or was just started.
+ * The embedded airlock polls its child processes; the Kubernetes operator
+ * is woken by its Job watch and polls only as a safety net (job_poll_ms). */
+static int poll_running_ms(const struct operator_ctx *ctx)
+{
+	return ctx->job_poll_ms > 0 ? ctx->job_poll_ms : 500;
+}
+
+static int poll_started_ms(const struct operator_ctx *ctx)
+{
+	return ctx->job_poll_ms > 0 ? ctx->job_poll_ms : 200;
+}
+
+/* `entered`: this very call recorded Collecting a moment ago, so the job
+ * (named after this attempt, started only in Collecting) cannot exist yet. */
+static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job, int entered, int *requeue_ms)
 {
 	struct job_status st = { 0 };
 	struct runtime_owner owner;
@@ -351,11 +369,13 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 	int rc;
 
 	buf_init(&why, 4096);
-	if ((rc = runtime_job_get(ctx->runtime, job, &st)))
+	if (entered)
+		st.phase = JOB_NOT_FOUND;
+	else if ((rc = runtime_job_get(ctx->runtime, job, &st)))
 		goto out;
 	switch (st.phase) {
 	case JOB_RUNNING:
-		*requeue_ms = 500;
+		*requeue_ms = poll_running_ms(ctx);
 		goto out;
 	case JOB_SUCCEEDED:
 		delete_job_secrets(ctx, job);
@@ -404,7 +424,7 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 		if (rc == AL_ERR_EXISTS)
 			rc = AL_OK; /* started by an earlier attempt of this reconcile */
 	}
-	*requeue_ms = 200;
+	*requeue_ms = poll_started_ms(ctx);
 out:
 	job_status_free(&st);
 	json_decref(creds);
@@ -523,7 +543,7 @@ static int run_checks(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
 		goto out;
 	switch (st.phase) {
 	case JOB_RUNNING:
-		*requeue_ms = 500;
+		*requeue_ms = poll_running_ms(ctx);
 		goto out;
 	case JOB_NOT_FOUND: {
 		/* Back here after data-changed: the publish job that found the
@@ -539,7 +559,7 @@ static int run_checks(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
 			free(prev);
 		}
 		rc = start_check_job(ctx, ds, job, volume);
-		*requeue_ms = 200;
+		*requeue_ms = poll_started_ms(ctx);
 		goto out;
 	}
 	case JOB_FAILED:
@@ -647,12 +667,12 @@ static int publish(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
 		goto out;
 	switch (st.phase) {
 	case JOB_RUNNING:
-		*requeue_ms = 500;
+		*requeue_ms = poll_running_ms(ctx);
 		goto out;
 	case JOB_NOT_FOUND:
 		rc = start_publish_job(ctx, ds, job, ws, &failed);
 		if (!failed)
-			*requeue_ms = 200;
+			*requeue_ms = poll_started_ms(ctx);
 		goto out;
 	case JOB_FAILED:
 		rc = transition_why(ctx, ds, GATE_EV_COLLECT_FAILED, "the publish job", job, "failed", st.reason);
@@ -720,7 +740,6 @@ int operator_has_work(const json_t *ds)
 int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, const char *name, int *requeue_ms)
 {
 	json_t *ds = NULL;
-	const char *stage, *state, *type, *job;
 	int rc;
 
 	*requeue_ms = 0;
@@ -729,6 +748,19 @@ int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, cons
 		return AL_OK;
 	if (rc)
 		return rc;
+	rc = operator_reconcile_datasource_object(ctx, ds, requeue_ms);
+	json_decref(ds);
+	return rc;
+}
+
+/* One step: what the datasource's state calls for. `entered`: the step
+ * before, in this same call, recorded the stage it is in. */
+static int reconcile_step(struct operator_ctx *ctx, json_t *ds, int entered, int *requeue_ms)
+{
+	const char *stage, *state, *type, *job;
+	int rc = AL_OK;
+
+	*requeue_ms = 0;
 	stage = gates_stage(ds);
 	state = gates_data_state(ds);
 	type = json_string_value(json_object_get(json_object_get(ds, "spec"), "type"));
@@ -747,7 +779,7 @@ int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, cons
 		if (!job)
 			rc = fail(ctx, ds, "collection started without a job name");
 		else
-			rc = run_import_job(ctx, ds, job, requeue_ms);
+			rc = run_import_job(ctx, ds, job, entered, requeue_ms);
 	} else if (!strcmp(stage, STAGE_CHECKING)) {
 		rc = run_checks(ctx, ds, requeue_ms);
 	} else if (!strcmp(stage, STAGE_APPROVED)) {
@@ -755,7 +787,33 @@ int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, cons
 	} else if (!strcmp(stage, STAGE_REJECTED)) {
 		rc = purge(ctx, ds);
 	}
-	json_decref(ds);
+	return rc;
+}
+
+int operator_reconcile_datasource_object(struct operator_ctx *ctx, json_t *ds, int *requeue_ms)
+{
+	int rc = AL_OK;
+
+	/* A step that records a transition goes straight on to the next one
+	 * (Collecting: start the job) instead of waiting to be woken by its
+	 * own write: fewer reconciles, and the job starts sooner. */
+	for (int step = 0;; step++) {
+		const char *v = json_string_value(json_object_get(json_object_get(ds, "metadata"), "resourceVersion"));
+		char *before = util_strdup(v ? v : "");
+		if (!before)
+			return al_error_set(AL_ERR_NOMEM, "out of memory");
+		rc = reconcile_step(ctx, ds, step > 0, requeue_ms);
+		v = json_string_value(json_object_get(json_object_get(ds, "metadata"), "resourceVersion"));
+		if (rc || *requeue_ms || !v || !strcmp(before, v) || !operator_has_work(ds)) {
+			free(before);
+			break;
+		}
+		free(before);
+		if (step + 1 >= OPERATOR_STEPS_MAX) {
+			*requeue_ms = 1; /* more to do: soon, after the other keys' turn */
+			break;
+		}
+	}
 	return rc;
 }
 

@@ -13,6 +13,7 @@
 #include "kube/kube.h"
 #include "operator/workqueue.h"
 #include "resource/resource.h"
+#include "runtime/runtime_kube.h"
 
 #include <pthread.h>
 #include <sodium.h>
@@ -32,18 +33,52 @@
 /* reconcile(): this replica stopped leading between two steps. */
 #define NOT_LEADING 1
 
+struct kube_controller;
+
+/* One list+watch loop (a thread): the datasources, and the Jobs the runtime
+ * made (whose end wakes their datasource, so nobody polls running Jobs). */
+struct informer {
+	struct kube_controller *c;
+	const char *what;       /* for logs: the resource's plural name */
+	char *path;             /* the collection */
+	const char *selector;   /* label selector or NULL */
+	const char *ns;         /* for logs; NULL = every namespace */
+	int resync;             /* 1: list again every resync_seconds (and mark synced) */
+	void (*on_object)(struct kube_controller *c, const char *type, const json_t *obj);
+	char rv[32];
+	pthread_t thread;
+	int started;
+};
+
 struct kube_controller {
 	struct operator_ctx *ctx;
 	struct kube_controller_options o;
 	char *watch_ns;   /* NULL = every namespace */
+	char *jobs_ns;    /* NULL = Jobs not watched */
 	char *instance;
 	struct workqueue *queue;
-	pthread_t watcher;
+	struct informer datasources, jobs;
 	pthread_t *workers;
-	int n_workers, n_started, watcher_started;
+	int n_workers, n_started;
 	atomic_int stop;
 	atomic_int synced;
-	atomic_ullong reconciles, errors, conflicts, watch_restarts, events;
+	atomic_ullong reconciles, errors, conflicts, watch_restarts, events, job_wakeups, own_echoes;
+	/* Bindings known to be in place: "ns/name" -> "uid workspace". Saves a
+	 * GET per reconcile; emptied at every full list so that a resync
+	 * still repairs a binding someone deleted or edited. */
+	pthread_mutex_t bound_lock;
+	json_t *bound;
+	/* The object of the last watch event for each key waiting in the queue
+	 * ("ns/name" -> datasource): the worker takes it instead of reading
+	 * the object again. Bounded by the queue; a stale copy only earns a
+	 * 409 on write, and the retry reads afresh. */
+	pthread_mutex_t latest_lock;
+	json_t *latest;
+	/* "ns/name" -> the resourceVersion of this controller's own last write
+	 * (status, finalizer): the watch event that echoes it brings no news,
+	 * since the reconcile that wrote it went on from there. Under
+	 * latest_lock; emptied at every full list. */
+	json_t *own;
 };
 
 static const char *md_str(const json_t *obj, const char *key)
@@ -97,6 +132,48 @@ static void cut_utf8(struct buf *b, size_t max)
 	b->len = n;
 }
 
+/* Remembers that `written` (what the API server answered to our write) is
+ * our own doing. */
+static void own_write(struct kube_controller *c, const json_t *written)
+{
+	const char *rv = md_str(written, "resourceVersion");
+	char *key = workqueue_key(md_str(written, "namespace"), md_str(written, "name"));
+	if (key && rv) {
+		pthread_mutex_lock(&c->latest_lock);
+		json_object_set_new(c->own, key, json_string(rv));
+		pthread_mutex_unlock(&c->latest_lock);
+	}
+	free(key);
+}
+
+static void own_forget(struct kube_controller *c, const char *key)
+{
+	pthread_mutex_lock(&c->latest_lock);
+	json_object_del(c->own, key);
+	pthread_mutex_unlock(&c->latest_lock);
+}
+
+/* 1 (and forgotten) when the event carries our own last write. */
+static int own_echo(struct kube_controller *c, const json_t *obj)
+{
+	const char *rv = md_str(obj, "resourceVersion"), *mine;
+	char *key = workqueue_key(md_str(obj, "namespace"), md_str(obj, "name"));
+	int echo = 0;
+	if (!key || !rv) {
+		free(key);
+		return 0;
+	}
+	pthread_mutex_lock(&c->latest_lock);
+	mine = json_string_value(json_object_get(c->own, key));
+	if (mine) {
+		echo = !strcmp(mine, rv);
+		json_object_del(c->own, key); /* a later event is news either way */
+	}
+	pthread_mutex_unlock(&c->latest_lock);
+	free(key);
+	return echo;
+}
+
 static void emit_event(void *ud, const json_t *ds, const char *event, int failure)
 {
 	struct kube_controller *c = ud;
@@ -109,6 +186,7 @@ static void emit_event(void *ud, const json_t *ds, const char *event, int failur
 
 	if (!ns || !name)
 		return;
+	own_write(c, ds);
 	buf_init(&ev_name, 512);
 	buf_init(&note, 8192);
 	camel(event, reason, sizeof(reason));
@@ -190,6 +268,8 @@ static int set_finalizer(struct kube_controller *c, const json_t *ds, int add, j
 		json_array_append_new(nl, json_string(KUBE_CONTROLLER_FINALIZER));
 	json_object_set_new(md, "finalizers", nl);
 	rc = store_update(c->ctx->store, copy, NULL, out);
+	if (!rc && *out)
+		own_write(c, *out);
 	json_decref(copy);
 	return rc;
 }
@@ -216,9 +296,51 @@ static json_t *system_audit(const char *action)
 	return a;
 }
 
+static char *bound_value(const json_t *ds, const char *ws)
+{
+	struct buf b;
+	buf_init(&b, 1024);
+	if (buf_appendf(&b, "%s %s", md_str(ds, "uid") ? md_str(ds, "uid") : "", ws)) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_detach(&b);
+}
+
+/* 1 when this process has already seen the binding in place for this
+ * datasource (same uid, same workspace). */
+static int bound_known(struct kube_controller *c, const char *key, const char *value)
+{
+	const char *have;
+	int known;
+
+	pthread_mutex_lock(&c->bound_lock);
+	have = json_string_value(json_object_get(c->bound, key));
+	known = have && !strcmp(have, value);
+	pthread_mutex_unlock(&c->bound_lock);
+	return known;
+}
+
+static void bound_set(struct kube_controller *c, const char *key, const char *value)
+{
+	pthread_mutex_lock(&c->bound_lock);
+	if (value)
+		json_object_set_new(c->bound, key, json_string(value));
+	else
+		json_object_del(c->bound, key);
+	pthread_mutex_unlock(&c->bound_lock);
+}
+
+static void bound_clear(struct kube_controller *c)
+{
+	pthread_mutex_lock(&c->bound_lock);
+	json_object_clear(c->bound);
+	pthread_mutex_unlock(&c->bound_lock);
+}
+
 /* The datasource's binding to the workspace its label names: created when
  * missing (owned by the datasource), spec.workspace kept in step. */
-static int ensure_binding(struct kube_controller *c, const json_t *ds)
+static int ensure_binding(struct kube_controller *c, const json_t *ds, int fresh)
 {
 	const char *ns = md_str(ds, "namespace"), *name = md_str(ds, "name");
 	const char *ws = json_string_value(json_object_get(json_object_get(json_object_get(ds, "metadata"), "labels"),
@@ -227,43 +349,68 @@ static int ensure_binding(struct kube_controller *c, const json_t *ds)
 	char *bname;
 	int rc;
 
+	char *key = NULL, *value = NULL;
+	int in_place = 1;
+
 	if (!ws || !*ws || !ns || !name)
 		return AL_OK;
-	if (!(bname = binding_name(name)))
+	key = workqueue_key(ns, name);
+	value = bound_value(ds, ws);
+	if (!key || !value) {
+		free(key);
+		free(value);
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	rc = store_get(c->ctx->store, DSB_KIND, ns, bname, &cur);
-	if (rc == AL_ERR_NOT_FOUND) {
-		obj = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}, s:[{s:s, s:s, s:s, s:s?, s:b, s:b}]}, s:{s:s, s:s}}",
-				"apiVersion", RESOURCE_API_VERSION, "kind", DSB_KIND, "metadata", "name", bname,
-				"namespace", ns, "labels", WORKSPACE_LABEL, ws, "ownerReferences", "apiVersion",
-				RESOURCE_API_VERSION, "kind", DS_KIND, "name", name, "uid", md_str(ds, "uid"), "controller",
-				1, "blockOwnerDeletion", 1, "spec", "workspace", ws, "datasource", name);
-		audit = system_audit("bind");
-		if (!obj || !audit) {
-			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
-			goto out;
-		}
+	}
+	if (bound_known(c, key, value)) {
+		free(key);
+		free(value);
+		return AL_OK;
+	}
+	if (!(bname = binding_name(name))) {
+		free(key);
+		free(value);
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	/* A new datasource (`fresh`: it had no finalizer yet) has no binding:
+	 * make it first and read only if it is there already, one request not
+	 * two. Otherwise read first (a resync finds them all in place). The
+	 * store writes the audit record only for a change it made. */
+	obj = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}, s:[{s:s, s:s, s:s, s:s?, s:b, s:b}]}, s:{s:s, s:s}}",
+			"apiVersion", RESOURCE_API_VERSION, "kind", DSB_KIND, "metadata", "name", bname, "namespace", ns,
+			"labels", WORKSPACE_LABEL, ws, "ownerReferences", "apiVersion", RESOURCE_API_VERSION, "kind",
+			DS_KIND, "name", name, "uid", md_str(ds, "uid"), "controller", 1, "blockOwnerDeletion", 1, "spec",
+			"workspace", ws, "datasource", name);
+	audit = system_audit("bind");
+	if (!obj || !audit) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = fresh ? store_create(c->ctx->store, obj, audit, &out) : AL_ERR_EXISTS;
+	if (rc == AL_ERR_EXISTS && (rc = store_get(c->ctx->store, DSB_KIND, ns, bname, &cur)) == AL_ERR_NOT_FOUND)
 		rc = store_create(c->ctx->store, obj, audit, &out);
-		if (rc == AL_ERR_EXISTS)
-			rc = AL_OK; /* someone else made it meanwhile: seen next time */
-		else if (!rc)
-			log_info("datasource %s/%s: bound to workspace %s (%s)", ns, name, ws, bname);
-	} else if (rc == AL_OK) {
+	else if (rc == AL_OK && cur) {
 		const char *bds = json_string_value(json_object_get(json_object_get(cur, "spec"), "datasource"));
 		const char *bws = json_string_value(json_object_get(json_object_get(cur, "spec"), "workspace"));
 		if (!bds || strcmp(bds, name)) {
 			log_warn("datasource %s/%s: binding %s binds datasource %s, not this one; left alone", ns, name,
 				 bname, bds ? bds : "(none)");
+			in_place = 0; /* look again next time */
 		} else if (!bws || strcmp(bws, ws)) {
 			json_object_set_new(json_object_get(cur, "spec"), "workspace", json_string(ws));
-			if (!(audit = system_audit("bind"))) {
-				rc = al_error_set(AL_ERR_NOMEM, "out of memory");
-				goto out;
-			}
 			rc = store_update(c->ctx->store, cur, audit, &out);
 		}
 	}
+	if (rc == AL_OK && out && !cur)
+		log_info("datasource %s/%s: bound to workspace %s (%s)", ns, name, ws, bname);
+	else if (rc == AL_ERR_EXISTS || rc == AL_ERR_NOT_FOUND) {
+		rc = AL_OK; /* made or removed by someone else meanwhile: seen next time */
+		in_place = 0;
+	}
+	if (rc == AL_OK && in_place)
+		bound_set(c, key, value);
 out:
+	free(key);
+	free(value);
 	json_decref(cur);
 	json_decref(obj);
 	json_decref(audit);
@@ -303,6 +450,8 @@ static int delete_binding(struct kube_controller *c, const json_t *ds)
 
 /* ---- reconcile ---- */
 
+static json_t *take_latest(struct kube_controller *c, const char *ns, const char *name);
+
 static int finalize(struct kube_controller *c, const json_t *ds)
 {
 	json_t *out = NULL;
@@ -312,6 +461,13 @@ static int finalize(struct kube_controller *c, const json_t *ds)
 		return rc;
 	if ((rc = delete_binding(c, ds)))
 		return rc;
+	{
+		char *key = workqueue_key(md_str(ds, "namespace"), md_str(ds, "name"));
+		if (!key)
+			return al_error_set(AL_ERR_NOMEM, "out of memory");
+		bound_set(c, key, NULL);
+		free(key);
+	}
 	if (!acting(c))
 		return NOT_LEADING;
 	rc = set_finalizer(c, ds, 0, &out);
@@ -324,10 +480,25 @@ static int finalize(struct kube_controller *c, const json_t *ds)
 static int reconcile(struct kube_controller *c, const char *ns, const char *name, int *requeue_ms)
 {
 	json_t *ds = NULL, *out = NULL;
-	int rc, brc;
+	int rc, brc, fresh;
 
 	*requeue_ms = 0;
-	rc = store_get(c->ctx->store, DS_KIND, ns, name, &ds);
+	ds = take_latest(c, ns, name);
+	/* Checked here, not when the event arrives: the echo may overtake
+	 * the answer to the write it echoes, but not the end of the reconcile
+	 * that made it (one worker per key). */
+	if (ds && own_echo(c, ds)) {
+		atomic_fetch_add(&c->own_echoes, 1);
+		/* This wake-up may have replaced the writer's delayed requeue:
+		 * keep the safety net. */
+		if (operator_has_work(ds) && c->ctx->job_poll_ms > 0)
+			*requeue_ms = c->ctx->job_poll_ms;
+		json_decref(ds);
+		return AL_OK;
+	}
+	if (ds)
+		store_seen(c->ctx->store, ds); /* a status write from it needs no GET */
+	rc = ds ? AL_OK : store_get(c->ctx->store, DS_KIND, ns, name, &ds);
 	if (rc == AL_ERR_NOT_FOUND)
 		return AL_OK; /* gone: its children went through the finalizer (or owner references) */
 	if (rc)
@@ -343,7 +514,8 @@ static int reconcile(struct kube_controller *c, const char *ns, const char *name
 		json_decref(ds);
 		return rc;
 	}
-	if (!has_finalizer(ds)) {
+	fresh = !has_finalizer(ds);
+	if (fresh) {
 		rc = set_finalizer(c, ds, 1, &out);
 		json_decref(ds);
 		if (rc) {
@@ -352,16 +524,20 @@ static int reconcile(struct kube_controller *c, const char *ns, const char *name
 		}
 		ds = out;
 	}
-	brc = ensure_binding(c, ds);
+	brc = ensure_binding(c, ds, fresh);
 	if (brc) {
 		char *m = util_strdup(al_error_message());
 		log_warn("datasource %s/%s: cannot reconcile its binding: %s", ns, name, m ? m : "out of memory");
 		free(m);
 	}
-	json_decref(ds);
-	if (!acting(c))
+	/* The object just read (or just written with the finalizer) is
+	 * current enough: a stale one only earns a 409 and a requeue. */
+	if (!acting(c)) {
+		json_decref(ds);
 		return NOT_LEADING;
-	rc = operator_reconcile_datasource(c->ctx, ns, name, requeue_ms);
+	}
+	rc = operator_reconcile_datasource_object(c->ctx, ds, requeue_ms);
+	json_decref(ds);
 	return rc ? rc : brc;
 }
 
@@ -375,6 +551,11 @@ static void process(struct kube_controller *c, const char *key)
 		return;
 	}
 	rc = reconcile(c, ns, name, &requeue);
+	/* The echo of a write may be skipped only when this reconcile ended
+	 * at rest (nothing, or only the safety-net poll, left to do): a retry
+	 * or a quick requeue coalesced with the echo must still run. */
+	if (rc || (requeue > 0 && (!c->ctx->job_poll_ms || requeue < c->ctx->job_poll_ms)))
+		own_forget(c, key);
 	if (rc == NOT_LEADING) {
 		/* Kept for whenever this replica leads again. */
 		workqueue_add(c->queue, key, 0);
@@ -433,7 +614,9 @@ static void *worker_main(void *arg)
 
 /* ---- list and watch ---- */
 
-static int queue_object(struct kube_controller *c, const json_t *obj)
+/* Queues the object's key; `keep` also leaves the object for the worker
+ * (watch events: a list's objects are not kept, a resync stays cheap). */
+static int queue_object(struct kube_controller *c, const json_t *obj, int keep)
 {
 	const char *ns = md_str(obj, "namespace"), *name = md_str(obj, "name");
 	char *key;
@@ -442,9 +625,32 @@ static int queue_object(struct kube_controller *c, const json_t *obj)
 		return AL_OK;
 	if (!(key = workqueue_key(ns, name)))
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	pthread_mutex_lock(&c->latest_lock);
+	if (keep)
+		json_object_set(c->latest, key, (json_t *)obj); /* on failure the worker reads it */
+	else
+		json_object_del(c->latest, key);
+	pthread_mutex_unlock(&c->latest_lock);
 	rc = workqueue_add(c->queue, key, 0);
 	free(key);
 	return rc;
+}
+
+/* The object the watch left for this key (a new reference), or NULL. */
+static json_t *take_latest(struct kube_controller *c, const char *ns, const char *name)
+{
+	char *key = workqueue_key(ns, name);
+	json_t *obj = NULL;
+	if (!key)
+		return NULL;
+	pthread_mutex_lock(&c->latest_lock);
+	if ((obj = json_object_get(c->latest, key))) {
+		json_incref(obj);
+		json_object_del(c->latest, key);
+	}
+	pthread_mutex_unlock(&c->latest_lock);
+	free(key);
+	return obj;
 }
 
 static int append_escaped(struct buf *b, const char *s)
@@ -461,12 +667,13 @@ static int append_escaped(struct buf *b, const char *s)
 	return rc;
 }
 
-/* Lists the datasources page by page (500 a page) and queues their keys;
- * only one page of objects is held at a time, so a resync of many
+/* Lists a collection page by page (500 a page) and hands every object to
+ * the informer; only one page is held at a time, so a resync of many
  * thousands costs little memory. An expired continue token (410) starts
  * the list again. */
-static int list_all(struct kube_controller *c, const char *path, char rv[32])
+static int list_all(struct informer *inf)
 {
+	struct kube_controller *c = inf->c;
 	char *cont = NULL;
 	int restarts = 0, rc = AL_OK;
 
@@ -477,7 +684,9 @@ static int list_all(struct kube_controller *c, const char *path, char rv[32])
 		size_t i;
 
 		buf_init(&url, 64 * 1024);
-		rc = buf_appendf(&url, "%s?limit=500", path);
+		rc = buf_appendf(&url, "%s?limit=500", inf->path);
+		if (!rc && inf->selector && !(rc = buf_appends(&url, "&labelSelector=")))
+			rc = append_escaped(&url, inf->selector);
 		if (!rc && cont && *cont && !(rc = buf_appends(&url, "&continue=")))
 			rc = append_escaped(&url, cont);
 		if (rc) {
@@ -498,43 +707,80 @@ static int list_all(struct kube_controller *c, const char *path, char rv[32])
 			break;
 		}
 		json_array_foreach(json_object_get(page, "items"), i, it)
-			if ((rc = queue_object(c, it)))
-				break;
+			inf->on_object(c, "LISTED", it);
 		list_rv = json_string_value(json_object_get(json_object_get(page, "metadata"), "resourceVersion"));
 		next = json_string_value(json_object_get(json_object_get(page, "metadata"), "continue"));
 		/* The resourceVersion of the whole list is on every page (one snapshot). */
-		if (!rc && list_rv && strlen(list_rv) < 32)
-			snprintf(rv, 32, "%s", list_rv);
+		if (list_rv && strlen(list_rv) < sizeof(inf->rv))
+			snprintf(inf->rv, sizeof(inf->rv), "%s", list_rv);
 		free(cont);
 		cont = next && *next ? util_strdup(next) : NULL;
+		if (next && *next && !cont)
+			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		json_decref(page);
 		if (rc || !cont)
 			break;
 	}
 	free(cont);
-	if (!rc)
+	if (!rc && inf->resync)
 		atomic_store(&c->synced, 1);
 	return rc;
 }
 
-struct watch_state {
-	struct kube_controller *c;
-	char rv[32];
-};
-
-static int on_event(void *ud, const char *type, const json_t *obj)
+static int on_watch_event(void *ud, const char *type, const json_t *obj)
 {
-	struct watch_state *w = ud;
+	struct informer *inf = ud;
 	const char *rv = md_str(obj, "resourceVersion");
-	if (rv && strlen(rv) < sizeof(w->rv))
-		snprintf(w->rv, sizeof(w->rv), "%s", rv);
-	if (!strcmp(type, "BOOKMARK") || !strcmp(type, "DELETED"))
-		return 0;
-	/* Skip what has nothing to do (waiting on people, our own status
-	 * writes); the resync still visits everything. */
-	if (!strcmp(type, "ADDED") || operator_has_work(obj) || is_deleting(obj) || !has_finalizer(obj))
-		queue_object(w->c, obj);
+	if (rv && strlen(rv) < sizeof(inf->rv))
+		snprintf(inf->rv, sizeof(inf->rv), "%s", rv);
+	if (strcmp(type, "BOOKMARK"))
+		inf->on_object(inf->c, type, obj);
 	return 0;
+}
+
+/* Datasources: queue what has something to do. */
+static void on_datasource(struct kube_controller *c, const char *type, const json_t *ds)
+{
+	if (!strcmp(type, "DELETED"))
+		return; /* the finalizer already saw it through */
+	/* Skip what has nothing to do (waiting on people, our own status
+	 * writes); a list (resync) visits everything. */
+	if (!strcmp(type, "LISTED"))
+		queue_object(c, ds, 0);
+	else if (!strcmp(type, "ADDED") || operator_has_work(ds) || is_deleting(ds) || !has_finalizer(ds))
+		queue_object(c, ds, 1);
+}
+
+static int job_finished(const json_t *job)
+{
+	size_t i;
+	json_t *cond;
+	json_array_foreach(json_object_get(json_object_get(job, "status"), "conditions"), i, cond) {
+		const char *t = json_string_value(json_object_get(cond, "type"));
+		const char *st = json_string_value(json_object_get(cond, "status"));
+		if (t && st && !strcmp(st, "True") && (!strcmp(t, "Complete") || !strcmp(t, "Failed")))
+			return 1;
+	}
+	return 0;
+}
+
+/* Jobs: one that ended (or went) wakes the datasource that owns it. A
+ * running Job needs nothing, so nobody polls it. */
+static void on_job(struct kube_controller *c, const char *type, const json_t *job)
+{
+	char *ns = NULL, *name = NULL, *key;
+
+	if (strcmp(type, "DELETED") && !job_finished(job))
+		return;
+	if (runtime_kube_child_owner(job, DS_KIND, &ns, &name))
+		return;
+	if (!c->watch_ns || !strcmp(c->watch_ns, ns)) {
+		if ((key = workqueue_key(ns, name)) && workqueue_add(c->queue, key, 0) == AL_OK)
+			atomic_fetch_add(&c->job_wakeups, 1);
+		free(key);
+	}
+	free(ns);
+	free(name);
 }
 
 static int watch_timeout_s(const struct kube_controller *c)
@@ -544,47 +790,49 @@ static int watch_timeout_s(const struct kube_controller *c)
 	return lo + (int)randombytes_uniform((uint32_t)(hi - lo + 1));
 }
 
-static void *watcher_main(void *arg)
+static void *informer_main(void *arg)
 {
-	struct kube_controller *c = arg;
-	struct watch_state w = { .c = c };
-	char *path = kube_path(RESOURCE_API_VERSION, c->watch_ns, DS_PLURAL, NULL, NULL);
+	struct informer *inf = arg;
+	struct kube_controller *c = inf->c;
 	int need_list = 1, listed_once = 0, failures = 0;
-	int64_t next_resync = 0;
+	int64_t next_resync = INT64_MAX;
 
-	if (!path) {
-		log_error("watch %s: cannot build the collection path: %s", DS_PLURAL, al_error_message());
-		return NULL;
-	}
 	while (!atomic_load(&c->stop)) {
 		int rc, timeout;
 		if (need_list || util_monotonic_ms() >= next_resync) {
 			if (listed_once && need_list)
 				atomic_fetch_add(&c->watch_restarts, 1);
-			if ((rc = list_all(c, path, w.rv))) {
+			if (inf->resync) {
+				bound_clear(c);
+				pthread_mutex_lock(&c->latest_lock);
+				json_object_clear(c->own);
+				pthread_mutex_unlock(&c->latest_lock);
+			}
+			if ((rc = list_all(inf))) {
 				int ms = kube_backoff_ms(failures < 30 ? failures : 30, 200, 30000);
 				failures++;
-				log_warn("list %s%s%s failed (retry in %d ms): %s", DS_PLURAL, c->watch_ns ? " in " : "",
-					 c->watch_ns ? c->watch_ns : "", ms, al_error_message());
+				log_warn("list %s%s%s failed (retry in %d ms): %s", inf->what, inf->ns ? " in " : "",
+					 inf->ns ? inf->ns : "", ms, al_error_message());
 				nap(c, ms);
 				continue;
 			}
 			if (!listed_once)
-				log_info("listed %s%s%s; watching from resourceVersion %s", DS_PLURAL,
-					 c->watch_ns ? " in " : "", c->watch_ns ? c->watch_ns : "", w.rv);
+				log_info("listed %s%s%s; watching from resourceVersion %s", inf->what,
+					 inf->ns ? " in " : "", inf->ns ? inf->ns : "", inf->rv);
 			listed_once = 1;
 			need_list = 0;
 			failures = 0;
-			next_resync = util_monotonic_ms() + (int64_t)c->o.resync_seconds * 1000;
+			if (inf->resync)
+				next_resync = util_monotonic_ms() + (int64_t)c->o.resync_seconds * 1000;
 		}
 		/* End the watch in time for the next resync. */
 		timeout = watch_timeout_s(c);
-		{
+		if (inf->resync) {
 			int64_t left = (next_resync - util_monotonic_ms()) / 1000;
 			if (left < timeout)
 				timeout = left > 1 ? (int)left : 1;
 		}
-		rc = kube_watch(c->o.kc, path, NULL, w.rv, timeout, on_event, &w, &c->stop);
+		rc = kube_watch(c->o.kc, inf->path, inf->selector, inf->rv, timeout, on_watch_event, inf, &c->stop);
 		if (atomic_load(&c->stop))
 			break;
 		if (rc == AL_OK) {
@@ -592,7 +840,7 @@ static void *watcher_main(void *arg)
 			continue;
 		}
 		if (rc == AL_ERR_GONE) {
-			log_info("watch %s: %s", DS_PLURAL, al_error_message());
+			log_info("watch %s: %s", inf->what, al_error_message());
 			need_list = 1;
 			continue;
 		}
@@ -600,17 +848,46 @@ static void *watcher_main(void *arg)
 		{
 			int ms = kube_backoff_ms(failures < 30 ? failures : 30, 200, 30000);
 			failures++;
-			log_warn("watch %s failed (retry in %d ms): %s", DS_PLURAL, ms, al_error_message());
+			log_warn("watch %s failed (retry in %d ms): %s", inf->what, ms, al_error_message());
 			if (failures >= WATCH_FAILURES_RELIST)
 				need_list = 1;
 			nap(c, ms);
 		}
 	}
-	free(path);
 	return NULL;
 }
 
+static int informer_start(struct kube_controller *c, struct informer *inf)
+{
+	if (pthread_create(&inf->thread, NULL, informer_main, inf) != 0)
+		return al_error_set(AL_ERR_INTERNAL, "cannot start the thread that watches %s", inf->what);
+	inf->started = 1;
+	(void)c;
+	return AL_OK;
+}
+
 /* ---- lifecycle ---- */
+
+static void controller_free(struct kube_controller *c)
+{
+	if (c->ctx->on_transition_ud == c) {
+		c->ctx->on_transition = NULL;
+		c->ctx->on_transition_ud = NULL;
+	}
+	workqueue_free(c->queue);
+	json_decref(c->bound);
+	json_decref(c->latest);
+	json_decref(c->own);
+	pthread_mutex_destroy(&c->bound_lock);
+	pthread_mutex_destroy(&c->latest_lock);
+	free(c->datasources.path);
+	free(c->jobs.path);
+	free(c->workers);
+	free(c->watch_ns);
+	free(c->jobs_ns);
+	free(c->instance);
+	free(c);
+}
 
 int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx,
 			  const struct kube_controller_options *o)
@@ -625,6 +902,8 @@ int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx
 		return al_error_set(AL_ERR_INVALID, "--workers: must be from 1 to %d", KUBE_CONTROLLER_MAX_WORKERS);
 	if (!(c = calloc(1, sizeof(*c))))
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	pthread_mutex_init(&c->bound_lock, NULL);
+	pthread_mutex_init(&c->latest_lock, NULL);
 	c->ctx = ctx;
 	c->o = *o;
 	if (!c->o.workers)
@@ -632,11 +911,24 @@ int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx
 	if (c->o.resync_seconds <= 0)
 		c->o.resync_seconds = KUBE_CONTROLLER_DEFAULT_RESYNC_S;
 	c->watch_ns = o->watch_namespace && *o->watch_namespace ? util_strdup(o->watch_namespace) : NULL;
+	c->jobs_ns = o->jobs_namespace && *o->jobs_namespace ? util_strdup(o->jobs_namespace) : NULL;
 	c->instance = util_strdup(o->instance && *o->instance ? o->instance : KUBE_CONTROLLER_COMPONENT);
 	c->o.watch_namespace = c->watch_ns;
+	c->o.jobs_namespace = c->jobs_ns;
 	c->o.instance = c->instance;
 	c->workers = calloc((size_t)c->o.workers, sizeof(*c->workers));
-	if ((o->watch_namespace && *o->watch_namespace && !c->watch_ns) || !c->instance || !c->workers) {
+	c->bound = json_object();
+	c->latest = json_object();
+	c->own = json_object();
+	c->datasources = (struct informer){ .c = c, .what = DS_PLURAL, .ns = c->watch_ns, .resync = 1,
+					    .on_object = on_datasource,
+					    .path = kube_path(RESOURCE_API_VERSION, c->watch_ns, DS_PLURAL, NULL, NULL) };
+	c->jobs = (struct informer){ .c = c, .what = "jobs", .ns = c->jobs_ns, .selector = RUNTIME_KUBE_SELECTOR,
+				     .on_object = on_job,
+				     .path = c->jobs_ns ? kube_path("batch/v1", c->jobs_ns, "jobs", NULL, NULL) : NULL };
+	if ((o->watch_namespace && *o->watch_namespace && !c->watch_ns) ||
+	    (o->jobs_namespace && *o->jobs_namespace && (!c->jobs_ns || !c->jobs.path)) || !c->instance ||
+	    !c->workers || !c->bound || !c->latest || !c->own || !c->datasources.path) {
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		goto fail;
 	}
@@ -646,11 +938,14 @@ int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx
 	atomic_init(&c->synced, 0);
 	ctx->on_transition = emit_event;
 	ctx->on_transition_ud = c;
-	if (pthread_create(&c->watcher, NULL, watcher_main, c) != 0) {
-		rc = al_error_set(AL_ERR_INTERNAL, "cannot start the watch thread");
-		goto fail;
+	/* Jobs watched: their end wakes the datasource, so a running Job is
+	 * looked at again only as a safety net. */
+	if (c->jobs_ns && !ctx->job_poll_ms)
+		ctx->job_poll_ms = KUBE_CONTROLLER_JOB_POLL_MS;
+	if ((rc = informer_start(c, &c->datasources)) || (c->jobs_ns && (rc = informer_start(c, &c->jobs)))) {
+		kube_controller_stop(c);
+		return rc;
 	}
-	c->watcher_started = 1;
 	for (int i = 0; i < c->o.workers; i++) {
 		if (pthread_create(&c->workers[i], NULL, worker_main, c) != 0) {
 			rc = al_error_set(AL_ERR_INTERNAL, "cannot start worker thread %d", i + 1);
@@ -659,20 +954,13 @@ int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx
 		}
 		c->n_started++;
 	}
-	log_info("controller: %d workers, resync every %d s, watching %s", c->o.workers, c->o.resync_seconds,
-		 c->watch_ns ? c->watch_ns : "every namespace");
+	log_info("controller: %d workers, resync every %d s, watching datasources in %s, jobs in %s", c->o.workers,
+		 c->o.resync_seconds, c->watch_ns ? c->watch_ns : "every namespace",
+		 c->jobs_ns ? c->jobs_ns : "(not watched: running jobs are polled)");
 	*out = c;
 	return AL_OK;
 fail:
-	if (ctx->on_transition_ud == c) {
-		ctx->on_transition = NULL;
-		ctx->on_transition_ud = NULL;
-	}
-	workqueue_free(c->queue);
-	free(c->workers);
-	free(c->watch_ns);
-	free(c->instance);
-	free(c);
+	controller_free(c);
 	return rc;
 }
 
@@ -684,17 +972,11 @@ void kube_controller_stop(struct kube_controller *c)
 	workqueue_shutdown(c->queue);
 	for (int i = 0; i < c->n_started; i++)
 		pthread_join(c->workers[i], NULL);
-	if (c->watcher_started)
-		pthread_join(c->watcher, NULL);
-	if (c->ctx->on_transition_ud == c) {
-		c->ctx->on_transition = NULL;
-		c->ctx->on_transition_ud = NULL;
-	}
-	workqueue_free(c->queue);
-	free(c->workers);
-	free(c->watch_ns);
-	free(c->instance);
-	free(c);
+	if (c->datasources.started)
+		pthread_join(c->datasources.thread, NULL);
+	if (c->jobs.started)
+		pthread_join(c->jobs.thread, NULL);
+	controller_free(c);
 }
 
 void kube_controller_stats(struct kube_controller *c, struct kube_controller_stats *out)
@@ -707,6 +989,8 @@ void kube_controller_stats(struct kube_controller *c, struct kube_controller_sta
 	out->conflicts = atomic_load(&c->conflicts);
 	out->watch_restarts = atomic_load(&c->watch_restarts);
 	out->events = atomic_load(&c->events);
+	out->job_wakeups = atomic_load(&c->job_wakeups);
+	out->own_echoes = atomic_load(&c->own_echoes);
 	out->queue_depth = workqueue_len(c->queue);
 	out->synced = atomic_load(&c->synced);
 }

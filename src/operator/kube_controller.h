@@ -11,6 +11,17 @@
  *    replica becomes the leader it lists again. Only keys go into the work
  *    queue (workqueue.h), which coalesces them and rate-limits retries; the
  *    workers read each object fresh, so no cache of the objects is kept.
+ *  - a second watch thread lists and watches the Jobs of the workload
+ *    namespace that the runtime made (RUNTIME_KUBE_SELECTOR); a Job that
+ *    ends or is deleted queues the datasource named by its owner annotation,
+ *    so running Jobs are not polled (ctx->job_poll_ms is set to
+ *    KUBE_CONTROLLER_JOB_POLL_MS, a safety net);
+ *  - a watch event that only echoes the controller's own last write
+ *    (status or finalizer, same resourceVersion) is skipped: the reconcile
+ *    that wrote it went straight on (operator_reconcile_datasource_object);
+ *  - the binding of a datasource is read once per process and list (not on
+ *    every reconcile): the controller remembers the bindings it saw in place
+ *    and forgets them at every full list;
  *  - `workers` threads take keys and reconcile, and only while
  *    opts->is_leader says so (checked before every key): a replica that
  *    loses its Lease stops at the next key;
@@ -49,10 +60,16 @@ struct kube_client;
 #define KUBE_CONTROLLER_MAX_WORKERS 64
 #define KUBE_CONTROLLER_DEFAULT_RESYNC_S 300
 #define KUBE_CONTROLLER_COMPONENT "airlock-operator"
+/* With Jobs watched, a running Job is looked at again after this long only
+ * in case an event was missed (a relist would also catch it). */
+#define KUBE_CONTROLLER_JOB_POLL_MS 60000
 
 struct kube_controller_options {
 	struct kube_client *kc;        /* borrowed: watches and Events */
 	const char *watch_namespace;   /* NULL or "" = every namespace */
+	const char *jobs_namespace;    /* where the runtime makes Jobs: watched (RUNTIME_KUBE_SELECTOR) so a
+	                                * Job's end wakes its datasource; NULL or "" = not watched, running
+	                                * Jobs are polled (operator_ctx.job_poll_ms) */
 	int workers;                   /* 0 = default */
 	int resync_seconds;            /* 0 = default */
 	int (*is_leader)(void *ud);    /* NULL = always act */
@@ -79,6 +96,8 @@ struct kube_controller_stats {
 	uint64_t conflicts;       /* reconciles that hit a 409 and were requeued */
 	uint64_t watch_restarts;  /* relists after the first list + watches restarted after an error */
 	uint64_t events;          /* Kubernetes Events written */
+	uint64_t job_wakeups;     /* datasources woken by the end (or deletion) of one of their Jobs */
+	uint64_t own_echoes;      /* watch events skipped as the echo of the controller's own write */
 	size_t queue_depth;       /* keys waiting */
 	int synced;               /* the first list has been queued */
 };

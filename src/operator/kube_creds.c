@@ -3,6 +3,7 @@
  */
 #include "operator/kube_creds.h"
 #include "common/error.h"
+#include "common/util.h"
 #include "kube/kube.h"
 
 #include <sodium.h>
@@ -11,22 +12,79 @@
 
 #define DEADLINE_MS 10000
 
-int kube_creds_lookup(void *userdata, const char *key, char **out_value)
+void kube_creds_init(struct kube_creds *kcr, struct kube_client *kc, const char *ns, const char *secret)
 {
-	const struct kube_creds *kcr = userdata;
+	memset(kcr, 0, sizeof(*kcr));
+	kcr->kc = kc;
+	kcr->ns = ns;
+	kcr->secret = secret;
+	pthread_mutex_init(&kcr->lock, NULL);
+	kcr->ready = 1;
+}
+
+void kube_creds_free(struct kube_creds *kcr)
+{
+	if (!kcr || !kcr->ready)
+		return;
+	json_decref(kcr->cached);
+	kcr->cached = NULL;
+	pthread_mutex_destroy(&kcr->lock);
+	kcr->ready = 0;
+}
+
+/* The Secret (a new reference) or AL_ERR_NOT_FOUND, from the cache when it
+ * is fresh. Other errors are not cached. */
+static int read_secret(struct kube_creds *kcr, json_t **out)
+{
+	char *path;
 	json_t *secret = NULL;
-	const char *b64;
-	char *path, *value = NULL;
-	size_t b64_len, cap, len = 0;
+	int64_t now = util_monotonic_ms();
 	int rc;
 
-	*out_value = NULL;
-	if (!kcr || !kcr->secret || !*kcr->secret)
-		return al_error_set(AL_ERR_NOT_FOUND, "no source-credentials Secret is configured (set AIRLOCK_SOURCE_CREDENTIALS_SECRET)");
+	*out = NULL;
+	pthread_mutex_lock(&kcr->lock);
+	if (kcr->cached_ms && now - kcr->cached_ms < KUBE_CREDS_CACHE_MS) {
+		rc = kcr->cached_rc;
+		*out = json_incref(kcr->cached);
+		pthread_mutex_unlock(&kcr->lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&kcr->lock);
 	if (!(path = kube_path("v1", kcr->ns, "secrets", kcr->secret, NULL)))
 		return AL_ERR_INVALID;
 	rc = kube_request_retry(kcr->kc, "GET", path, NULL, NULL, DEADLINE_MS, NULL, &secret);
 	free(path);
+	if (rc && rc != AL_ERR_NOT_FOUND) {
+		json_decref(secret);
+		return rc;
+	}
+	if (rc) {
+		json_decref(secret);
+		secret = NULL;
+	}
+	pthread_mutex_lock(&kcr->lock);
+	json_decref(kcr->cached);
+	kcr->cached = json_incref(secret);
+	kcr->cached_rc = rc;
+	kcr->cached_ms = now > 0 ? now : 1;
+	pthread_mutex_unlock(&kcr->lock);
+	*out = secret;
+	return rc;
+}
+
+int kube_creds_lookup(void *userdata, const char *key, char **out_value)
+{
+	struct kube_creds *kcr = userdata;
+	json_t *secret = NULL;
+	const char *b64;
+	char *value = NULL;
+	size_t b64_len, cap, len = 0;
+	int rc;
+
+	*out_value = NULL;
+	if (!kcr || !kcr->ready || !kcr->secret || !*kcr->secret)
+		return al_error_set(AL_ERR_NOT_FOUND, "no source-credentials Secret is configured (set AIRLOCK_SOURCE_CREDENTIALS_SECRET)");
+	rc = read_secret(kcr, &secret);
 	if (rc == AL_ERR_NOT_FOUND) {
 		json_decref(secret);
 		return al_error_set(AL_ERR_NOT_FOUND,

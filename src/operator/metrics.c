@@ -4,6 +4,7 @@
 #include "operator/metrics.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "kube/kube.h"
 #include "operator/kube_controller.h"
 #include "operator/leader.h"
 #include "store/store_kube.h"
@@ -42,10 +43,26 @@ int metrics_render(const struct metrics_source *src, struct buf *out)
 	    (rc = family(out, "airlock_watch_restarts_total", "counter",
 			 "Relists and watches restarted after an error.", restarts)) ||
 	    (rc = family(out, "airlock_events_total", "counter", "Kubernetes Events written.", st.events)) ||
+	    (rc = family(out, "airlock_job_wakeups_total", "counter",
+			 "Datasources woken by the end or deletion of one of their Jobs.", st.job_wakeups)) ||
+	    (rc = family(out, "airlock_watch_echoes_skipped_total", "counter",
+			 "Datasource watch events skipped as the echo of the operator's own write.", st.own_echoes)) ||
 	    (rc = family(out, "airlock_leader", "gauge",
 			 "1 while this replica holds the leader Lease (or leader election is off).",
 			 (unsigned long long)leading)))
 		return rc;
+	if (src->kc) {
+		unsigned long long n[KUBE_VERB_N];
+		kube_client_request_counts(src->kc, n);
+		if ((rc = buf_appends(out, "# HELP airlock_kube_requests_total Requests sent to the Kubernetes API "
+					   "server, by verb (WATCH: watches opened).\n"
+					   "# TYPE airlock_kube_requests_total counter\n")))
+			return rc;
+		for (int i = 0; i < KUBE_VERB_N; i++)
+			if ((rc = buf_appendf(out, "airlock_kube_requests_total{verb=\"%s\"} %llu\n",
+					      kube_verb_name((enum kube_verb)i), n[i])))
+				return rc;
+	}
 	return buf_appendf(out, "# HELP airlock_build_info The airlock's version.\n# TYPE airlock_build_info gauge\n"
 				"airlock_build_info{version=\"%s\"} 1\n", AIRLOCK_VERSION);
 }

@@ -33,6 +33,7 @@ struct metrics_source {
 	struct kube_controller *controller; /* borrowed; may be NULL */
 	struct leader *leader;              /* borrowed; NULL = leader election off */
 	struct store *store;                /* borrowed; a store_kube adds its watch restarts; may be NULL */
+	struct kube_client *kc;             /* borrowed; its request counts by verb; may be NULL */
 };
 
 /* Appends the exposition text. */

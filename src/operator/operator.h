@@ -54,12 +54,23 @@ struct operator_ctx {
 	void *cred_lookup_ud;
 	operator_transition_fn on_transition; /* optional (see above) */
 	void *on_transition_ud;
+	/* How soon to look again at a running (or just started) job, in ms.
+	 * 0 = poll often (500 ms; 200 ms right after a start), for runtimes
+	 * that tell nobody when a job ends (the embedded airlock). The
+	 * operator watches Jobs and sets a long safety-net interval. */
+	int job_poll_ms;
 };
 
 /* Reconciles one AnalyticsWorkspaceDataSource. *requeue_ms > 0 asks to be
  * called again after that long (a job is running). AL_ERR_CONFLICT means the
  * object changed under us: requeue at once. */
 int operator_reconcile_datasource(struct operator_ctx *ctx, const char *ns, const char *name, int *requeue_ms);
+/* The same on an object the caller has just read (borrowed; the reconciler
+ * changes it in place to what it wrote): saves reading it again. A step that
+ * records a transition is followed at once by the next step, at most
+ * OPERATOR_STEPS_MAX in one call. */
+#define OPERATOR_STEPS_MAX 4
+int operator_reconcile_datasource_object(struct operator_ctx *ctx, json_t *ds, int *requeue_ms);
 
 /* 1 if the operator has something to do for a datasource in this state (it
  * waits on people otherwise); lets the watch skip events, resync still

@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,10 +51,18 @@
 /* A Job's name becomes the job-name label of its pods: at most 63. */
 #define LABEL_VALUE_MAX 63
 
+/* How many names the runtime remembers having ensured (see `ensured`). */
+#define ENSURED_MAX 4096
+
 struct runtime_kube {
 	struct runtime base;
 	struct kube_client *kc; /* borrowed */
 	struct runtime_kube_options o;
+	/* "<resource>/<name>" of the claims and Secrets this runtime ensured
+	 * and has not deleted since: a job mounting them is started without
+	 * reading each one back first. Emptied when it grows past ENSURED_MAX. */
+	pthread_mutex_t lock;
+	json_t *ensured;
 };
 
 static struct runtime_kube *kube_of(struct runtime *rt)
@@ -359,23 +368,58 @@ static int get_object(struct runtime_kube *rk, const char *gv, const char *resou
 	return rc;
 }
 
-/* Creates `body` unless an object of that name exists; never modifies one. */
+static void ensured_mark(struct runtime_kube *rk, const char *resource, const char *name, int present)
+{
+	struct buf key;
+	buf_init(&key, 1024);
+	if (buf_appendf(&key, "%s/%s", resource, name) == AL_OK) {
+		pthread_mutex_lock(&rk->lock);
+		if (!present)
+			json_object_del(rk->ensured, buf_cstr(&key));
+		else {
+			if (json_object_size(rk->ensured) >= ENSURED_MAX)
+				json_object_clear(rk->ensured);
+			json_object_set_new(rk->ensured, buf_cstr(&key), json_true());
+		}
+		pthread_mutex_unlock(&rk->lock);
+	}
+	buf_free(&key);
+}
+
+static int ensured_known(struct runtime_kube *rk, const char *resource, const char *name)
+{
+	struct buf key;
+	int known = 0;
+	buf_init(&key, 1024);
+	if (buf_appendf(&key, "%s/%s", resource, name) == AL_OK) {
+		pthread_mutex_lock(&rk->lock);
+		known = json_object_get(rk->ensured, buf_cstr(&key)) != NULL;
+		pthread_mutex_unlock(&rk->lock);
+	}
+	buf_free(&key);
+	return known;
+}
+
+/* Creates `body` unless an object of that name exists; never modifies one.
+ * Created first (the usual case is a new object: one request, not two); an
+ * existing one answers 409 and is left as it is. */
 static int ensure_object(struct runtime_kube *rk, const char *gv, const char *resource, const char *name,
 			 const json_t *body)
 {
-	json_t *cur = NULL;
 	char *path = NULL;
 	int rc;
 
-	rc = get_object(rk, gv, resource, name, &cur);
-	json_decref(cur);
-	if (rc != AL_ERR_NOT_FOUND)
-		return rc;
+	/* Ensured by this runtime and not deleted by it since: nothing to do.
+	 * (Only the airlock deletes what it made.) */
+	if (ensured_known(rk, resource, name))
+		return AL_OK;
 	if ((rc = object_path(rk, gv, resource, NULL, &path)))
 		return rc;
 	rc = request(rk, "POST", path, body, NULL);
 	if (rc == AL_ERR_EXISTS)
-		rc = AL_OK; /* created by someone else since: leave it as it is */
+		rc = AL_OK;
+	if (rc == AL_OK)
+		ensured_mark(rk, resource, name, 1);
 	free(path);
 	return rc;
 }
@@ -405,6 +449,7 @@ static int delete_managed(struct runtime_kube *rk, const char *gv, const char *r
 
 	if ((rc = object_path(rk, gv, resource, name, &path)))
 		return rc;
+	ensured_mark(rk, resource, name, 0);
 	for (int attempt = 0; attempt < 3; attempt++) {
 		json_t *cur = NULL, *opts;
 		const char *uid, *cls;
@@ -634,7 +679,9 @@ static int kube_secret_ensure(struct runtime *rt, const char *name, const json_t
 	}
 	if ((rc = object_path(rk, "v1", "secrets", NULL, &coll)) || (rc = object_path(rk, "v1", "secrets", name, &path)))
 		goto out;
-	for (int attempt = 0; attempt < 3; attempt++) {
+	/* Created first: the usual case is a new Secret (one request). */
+	rc = request(rk, "POST", coll, body, NULL);
+	for (int attempt = 0; rc == AL_ERR_EXISTS && attempt < 3; attempt++) {
 		json_t *cur = NULL;
 		const char *rv;
 
@@ -669,9 +716,16 @@ static int kube_secret_ensure(struct runtime *rt, const char *name, const json_t
 		/* Replaced as a whole, with the version read: a concurrent change
 		 * answers 409 and we read again. */
 		rc = request(rk, "PUT", path, body, NULL);
-		if (rc != AL_ERR_CONFLICT)
+		if (rc == AL_ERR_CONFLICT)
+			rc = AL_ERR_EXISTS; /* read again */
+		else
 			break;
 	}
+	if (rc == AL_ERR_EXISTS)
+		rc = al_error_set(AL_ERR_CONFLICT, "secret %s/%s: changed by someone else three times while replacing it; retry",
+				  rk->o.namespace, name);
+	if (rc == AL_OK)
+		ensured_mark(rk, "secrets", name, 1);
 out:
 	wipe_string(value);
 	json_decref(value);
@@ -838,17 +892,14 @@ static int kube_job_start(struct runtime *rt, const struct job_spec *spec)
 
 	if ((rc = runtime_check_job_spec(spec)) < 0 || (rc = job_name_ok(spec->name)) < 0)
 		return rc;
-	/* Never twice: a job of this name, running or finished, is the one. */
-	rc = get_object(rk, "batch/v1", "jobs", spec->name, &cur);
-	json_decref(cur);
-	if (rc == AL_OK)
-		return al_error_set(AL_ERR_EXISTS, "job %s exists already (a job never runs twice)", spec->name);
-	if (rc != AL_ERR_NOT_FOUND)
-		return rc;
+	/* Never twice: a job of this name, running or finished, is the one
+	 * (the create below answers 409 for it). What it mounts must exist, or
+	 * its pod would wait for it until the deadline: what this runtime
+	 * ensured itself is known to; anything else is read. */
 	for (size_t i = 0; i < JOB_MOUNTS_MAX; i++) {
 		const struct job_mount *m = &spec->mounts[i];
 		int vol = m->kind == JOB_MOUNT_VOLUME;
-		if (!m->env)
+		if (!m->env || ensured_known(rk, vol ? "persistentvolumeclaims" : "secrets", m->name))
 			continue;
 		rc = get_object(rk, "v1", vol ? "persistentvolumeclaims" : "secrets", m->name, &cur);
 		json_decref(cur);
@@ -1169,6 +1220,7 @@ static int get_text(struct runtime_kube *rk, const char *path, size_t keep, char
 	cu->easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_tail);
 	cu->easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
 	cu->easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	kube_client_count(rk->kc, "GET");
 	cc = cu->easy_perform(curl);
 	if (cc != CURLE_OK) {
 		rc = al_error_set(AL_ERR_UNAVAILABLE, "GET %s: cannot reach the Kubernetes API server at %s: %s", path,
@@ -1435,6 +1487,8 @@ static void kube_close(struct runtime *rt)
 	if (!rk)
 		return;
 	runtime_kube_options_free(&rk->o);
+	json_decref(rk->ensured);
+	pthread_mutex_destroy(&rk->lock);
 	free(rk);
 }
 
@@ -1452,6 +1506,33 @@ static const struct runtime_ops kube_ops = {
 	.close = kube_close,
 };
 
+int runtime_kube_child_owner(const json_t *child, const char *kind, char **out_ns, char **out_name)
+{
+	const char *a = json_string_value(
+		json_object_get(json_object_get(json_object_get(child, "metadata"), "annotations"), ANNOTATION_OWNER));
+	size_t kl = kind ? strlen(kind) : 0;
+	const char *ns, *slash;
+
+	*out_ns = NULL;
+	*out_name = NULL;
+	/* <kind>/<namespace>/<name>: both parts non-empty, the name without '/'. */
+	if (!a || !kl || strncmp(a, kind, kl) || a[kl] != '/')
+		return AL_ERR_NOT_FOUND;
+	ns = a + kl + 1;
+	slash = strchr(ns, '/');
+	if (!slash || slash == ns || !slash[1] || strchr(slash + 1, '/'))
+		return AL_ERR_NOT_FOUND;
+	*out_ns = util_strndup(ns, (size_t)(slash - ns));
+	*out_name = util_strdup(slash + 1);
+	if (!*out_ns || !*out_name) {
+		free(*out_ns);
+		free(*out_name);
+		*out_ns = *out_name = NULL;
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	return AL_OK;
+}
+
 int runtime_kube_open(struct runtime **out, struct kube_client *kc, const struct runtime_kube_options *opts)
 {
 	struct runtime_kube_options defaults;
@@ -1465,12 +1546,19 @@ int runtime_kube_open(struct runtime **out, struct kube_client *kc, const struct
 		return oom();
 	rk->base.ops = &kube_ops;
 	rk->kc = kc;
+	if (!(rk->ensured = json_object())) {
+		free(rk);
+		return oom();
+	}
+	pthread_mutex_init(&rk->lock, NULL);
 	if (opts) {
 		rc = copy_options(&rk->o, opts);
 	} else if (!(rc = runtime_kube_options_init(&defaults))) {
 		rk->o = defaults;
 	}
 	if (rc) {
+		json_decref(rk->ensured);
+		pthread_mutex_destroy(&rk->lock);
 		free(rk);
 		return rc;
 	}

@@ -25,6 +25,8 @@ struct kube_client;
 
 /* Label every object the runtime creates carries (app.kubernetes.io/managed-by). */
 #define RUNTIME_KUBE_MANAGED_BY "airlock"
+/* A label selector matching exactly the objects the runtime creates. */
+#define RUNTIME_KUBE_SELECTOR "app.kubernetes.io/managed-by=" RUNTIME_KUBE_MANAGED_BY
 
 /*
  * Settings. Strings are owned by the options (runtime_kube_options_free);
@@ -116,6 +118,13 @@ int runtime_kube_options_init(struct runtime_kube_options *o);
  * name. */
 int runtime_kube_options_from_env(struct runtime_kube_options *o);
 void runtime_kube_options_free(struct runtime_kube_options *o);
+
+/* The owner of an object the runtime created, read from the annotation it
+ * puts on every owned child ("<kind>/<namespace>/<name>"): AL_OK with
+ * *out_ns and *out_name new strings when the owner is of kind `kind`;
+ * AL_ERR_NOT_FOUND when the object names no owner of that kind (nothing is
+ * allocated); AL_ERR_NOMEM. Lets a watch on Jobs wake their datasource. */
+int runtime_kube_child_owner(const json_t *child, const char *kind, char **out_ns, char **out_name);
 
 /* Opens the runtime on `kc` (borrowed: it must outlive the runtime) with a
  * copy of `opts` (NULL = the defaults). AL_ERR_INVALID for a bad namespace,

@@ -63,6 +63,12 @@ int store_update(struct store *s, const json_t *obj, const json_t *audit, json_t
 	return s->ops->update(s, obj, audit, out);
 }
 
+void store_seen(struct store *s, const json_t *obj)
+{
+	if (s && s->ops && s->ops->seen && obj)
+		s->ops->seen(s, obj);
+}
+
 int store_update_status(struct store *s, const json_t *obj, const json_t *audit, json_t **out)
 {
 	if (!s || !s->ops || !s->ops->update_status)

@@ -60,6 +60,7 @@ struct store_ops {
 	int (*audit_append)(struct store *s, const json_t *audit);
 	int (*audit_list)(struct store *s, uint64_t after_seq, size_t limit, json_t **out);
 	void (*close)(struct store *s);
+	void (*seen)(struct store *s, const json_t *obj); /* optional; see store_seen() */
 };
 
 struct store {
@@ -102,6 +103,12 @@ int store_audit_append(struct store *s, const json_t *audit);
  * (0 = all), as a JSON array. */
 int store_audit_list(struct store *s, uint64_t after_seq, size_t limit, json_t **out);
 void store_close(struct store *s);
+/* Tells the store how `obj` stood at its metadata.resourceVersion (say, from
+ * a watch event). A store may use it as the base of a later write that
+ * carries that very resourceVersion instead of reading the object again:
+ * the version precondition makes that safe, as a write based on anything
+ * else is refused (AL_ERR_CONFLICT). Optional: a no-op where unsupported. */
+void store_seen(struct store *s, const json_t *obj);
 
 /* Parses a resourceVersion string; 0 when absent or malformed. */
 uint64_t store_rv_parse(const char *rv);

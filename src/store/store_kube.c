@@ -249,7 +249,16 @@ struct kube_store {
 	atomic_int interrupt; /* closing || paused: ends running watches */
 	struct reflector refl[RESOURCE_KIND_COUNT];
 	atomic_uint_fast64_t relists, reconnects, watches;
+
+	/* The last status known per object, at its resourceVersion
+	 * ("kind/ns/name" -> {"rv", "status"}): the base of a status patch
+	 * that carries that version, so it needs no GET (see store_seen).
+	 * Emptied when it holds SEEN_MAX objects. */
+	pthread_mutex_t smu;
+	json_t *seen;
 };
+
+#define SEEN_MAX 4096
 
 static const struct store_ops kube_ops;
 
@@ -832,6 +841,67 @@ static void undo_create(struct kube_store *s, const struct key *k, const json_t 
 	json_decref(opts);
 }
 
+static char *seen_key(const struct key *k)
+{
+	struct buf b;
+	buf_init(&b, 1024);
+	if (buf_appendf(&b, "%s/%s/%s", resource_kind_name(k->kind), k->ns ? k->ns : "", k->name)) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_detach(&b);
+}
+
+/* Remembers obj's status at its resourceVersion (a deep copy: callers
+ * change the objects they are given). Best effort: nothing on failure. */
+static void seen_put(struct kube_store *s, const struct key *k, const json_t *obj)
+{
+	const char *rv = rv_of(obj);
+	char *key = seen_key(k);
+	json_t *st = json_object_get(obj, "status");
+	json_t *entry = rv ? json_pack("{s:s, s:o}", "rv", rv, "status", st ? json_deep_copy(st) : json_object()) : NULL;
+
+	if (key && entry) {
+		pthread_mutex_lock(&s->smu);
+		if (json_object_size(s->seen) >= SEEN_MAX)
+			json_object_clear(s->seen);
+		json_object_set_new(s->seen, key, entry);
+		entry = NULL;
+		pthread_mutex_unlock(&s->smu);
+	}
+	json_decref(entry);
+	free(key);
+}
+
+/* The status remembered at exactly `rv` (a new reference), or NULL. */
+static json_t *seen_status(struct kube_store *s, const struct key *k, const char *rv)
+{
+	char *key = seen_key(k);
+	json_t *entry, *st = NULL;
+	if (!key || !rv) {
+		free(key);
+		return NULL;
+	}
+	pthread_mutex_lock(&s->smu);
+	entry = json_object_get(s->seen, key);
+	if (entry && json_string_value(json_object_get(entry, "rv")) &&
+	    !strcmp(json_string_value(json_object_get(entry, "rv")), rv))
+		st = json_deep_copy(json_object_get(entry, "status"));
+	pthread_mutex_unlock(&s->smu);
+	free(key);
+	return st;
+}
+
+static void kube_seen(struct store *base, const json_t *obj)
+{
+	struct kube_store *s = from_base(base);
+	struct key k;
+	if (check_object(obj, &k) == AL_OK)
+		seen_put(s, &k, obj);
+	else
+		al_error_clear();
+}
+
 static int kube_create(struct store *base, const json_t *in, const json_t *audit, json_t **out)
 {
 	struct kube_store *s = from_base(base);
@@ -879,6 +949,7 @@ static int kube_create(struct store *base, const json_t *in, const json_t *audit
 		created = with_status;
 		with_status = NULL;
 	}
+	seen_put(s, &k, created);
 	if ((rc = audit_after(s, audit, created, "create", &k)) < 0)
 		goto out;
 	if (out) {
@@ -928,8 +999,10 @@ static int get_obj(struct kube_store *s, const struct key *k, json_t **out)
 	free(path);
 	if (rc == AL_ERR_NOT_FOUND)
 		return not_found(k);
-	if (rc == AL_OK)
+	if (rc == AL_OK) {
 		clean(*out);
+		seen_put(s, k, *out);
+	}
 	return rc;
 }
 
@@ -1047,6 +1120,7 @@ static int kube_update(struct store *base, const json_t *in, const json_t *audit
 	if (rc < 0)
 		goto out;
 	clean(res);
+	seen_put(s, &k, res);
 	if ((rc = audit_after(s, audit, res, "update", &k)) < 0)
 		goto out;
 	if (out) {
@@ -1115,18 +1189,29 @@ static int kube_update_status(struct store *base, const json_t *in, const json_t
 		const char *have;
 		json_t *sp;
 
+		json_t *base_status = NULL;
+
 		json_decref(cur);
+		cur = NULL;
 		json_decref(patch);
 		patch = NULL;
-		/* The current status says which keys the patch must null out. */
-		if ((rc = get_obj(s, &k, &cur)) < 0)
-			break;
-		have = rv_of(cur);
-		if (want && (!have || strcmp(have, want) != 0)) {
-			rc = AL_ERR_CONFLICT;
-			break;
+		/* The current status says which keys the patch must null out. The
+		 * one remembered at the version the caller writes against will do
+		 * (the patch carries that version: if it is stale, 409). */
+		if (attempt == 0 && want && (base_status = seen_status(s, &k, want))) {
+			have = want;
+		} else {
+			if ((rc = get_obj(s, &k, &cur)) < 0)
+				break;
+			have = rv_of(cur);
+			if (want && (!have || strcmp(have, want) != 0)) {
+				rc = AL_ERR_CONFLICT;
+				break;
+			}
+			base_status = json_incref(json_object_get(cur, "status"));
 		}
-		sp = replace_patch(json_object_get(cur, "status"), json_object_get(in, "status"));
+		sp = replace_patch(base_status, json_object_get(in, "status"));
+		json_decref(base_status);
 		patch = sp ? json_pack("{s:{s:s?}, s:o}", "metadata", "resourceVersion", have, "status", sp) : NULL;
 		if (!patch) {
 			rc = nomem();
@@ -1143,6 +1228,7 @@ static int kube_update_status(struct store *base, const json_t *in, const json_t
 	if (rc < 0)
 		goto out;
 	clean(res);
+	seen_put(s, &k, res);
 	if ((rc = audit_after(s, audit, res, "status update", &k)) < 0)
 		goto out;
 	if (out) {
@@ -1741,6 +1827,8 @@ static void kube_close(struct store *base)
 	pthread_cond_destroy(&s->wcond);
 	pthread_mutex_destroy(&s->wmu);
 	pthread_mutex_destroy(&s->amu);
+	pthread_mutex_destroy(&s->smu);
+	json_decref(s->seen);
 	free(s->ns);
 	free(s);
 }
@@ -1752,6 +1840,7 @@ static const struct store_ops kube_ops = {
 	.list = kube_list,
 	.update = kube_update,
 	.update_status = kube_update_status,
+	.seen = kube_seen,
 	.remove = kube_remove,
 	.watch = kube_watch_events,
 	.audit_append = kube_audit_append,
@@ -1779,7 +1868,10 @@ int store_kube_open(struct store **out, struct kube_client *kc, const char *name
 	s->base.ops = &kube_ops;
 	s->kc = kc;
 	s->ns = util_strdup(ns);
-	if (!s->ns) {
+	s->seen = json_object();
+	if (!s->ns || !s->seen) {
+		json_decref(s->seen);
+		free(s->ns);
 		free(s);
 		return nomem();
 	}
@@ -1796,6 +1888,7 @@ int store_kube_open(struct store **out, struct kube_client *kc, const char *name
 						   ? s->o.watch_timeout_min_s
 						   : STORE_KUBE_WATCH_TIMEOUT_MAX_S;
 	pthread_mutex_init(&s->amu, NULL);
+	pthread_mutex_init(&s->smu, NULL);
 	pthread_mutex_init(&s->wmu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits immune to clock changes */

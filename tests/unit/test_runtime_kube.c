@@ -332,7 +332,7 @@ static void test_open_refuses_bad_options(void **state)
 
 /* ---- volumes and secrets ---- */
 
-static void test_volume_ensure_reads_before_it_creates(void **state)
+static void test_volume_ensure_creates_once(void **state)
 {
 	struct fixture *f = *state;
 	char *path = (char *)"x";
@@ -345,12 +345,33 @@ static void test_volume_ensure_reads_before_it_creates(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_object_get(pvc, "spec"), "storageClassName")),
 			    "jupyter-default");
 	assert_int_equal(json_array_size(json_object_get(json_object_get(pvc, "metadata"), "ownerReferences")), 1);
-	json_decref(pvc);
 	assert_int_equal(count_requests("POST", NULL), 1);
-	/* again: found by GET, nothing created or changed */
+	assert_int_equal(count_requests("GET", NULL), 0); /* created first: one request */
+	/* again: remembered, no request */
 	assert_int_equal(runtime_volume_ensure_owned(f->rt, VOLUME_STAGING, "ds-1", &OWNER, NULL), AL_OK);
 	assert_int_equal(count_requests("POST", NULL), 1);
+	/* another runtime (a restarted operator): the create answers 409 and
+	 * the claim is left exactly as it was */
+	{
+		struct runtime *rt2 = NULL;
+		struct runtime_kube_options o;
+		assert_int_equal(runtime_kube_options_init(&o), AL_OK);
+		free(o.namespace);
+		o.namespace = strdup("ns");
+		assert_int_equal(runtime_kube_open(&rt2, f->kc, &o), AL_OK);
+		runtime_kube_options_free(&o);
+		assert_int_equal(runtime_volume_ensure_owned(rt2, VOLUME_STAGING, "ds-1", &OWNER, NULL), AL_OK);
+		runtime_close(rt2);
+	}
+	assert_int_equal(count_requests("POST", NS "/persistentvolumeclaims"), 2);
 	assert_int_equal(count_requests("PUT", NULL), 0);
+	assert_int_equal(count_requests("PATCH", NULL), 0);
+	{
+		json_t *again = object_at(NS "/persistentvolumeclaims/ds-1");
+		assert_true(json_equal(again, pvc));
+		json_decref(again);
+	}
+	json_decref(pvc);
 
 	/* a workspace claim never gets an owner */
 	assert_int_equal(runtime_volume_ensure_owned(f->rt, VOLUME_WORKSPACE, "ws-1", &OWNER, NULL), AL_OK);
@@ -472,8 +493,9 @@ static void test_job_start_body(void **state)
 	assert_int_equal(runtime_job_start(f->rt, &spec), AL_ERR_NOT_FOUND); /* no secret yet */
 	assert_int_equal(runtime_secret_ensure(f->rt, "s1", data), AL_OK);
 	assert_int_equal(runtime_job_start(f->rt, &spec), AL_OK);
-	assert_int_equal(runtime_job_start(f->rt, &spec), AL_ERR_EXISTS);
-	assert_int_equal(count_requests("POST", JOBS), 1);
+	assert_int_equal(runtime_job_start(f->rt, &spec), AL_ERR_EXISTS); /* the create answered 409 */
+	assert_int_equal(count_requests("POST", JOBS), 2);
+	assert_int_equal(count_requests("PUT", JOBS), 0);
 
 	job = object_at(JOBS "/check-1");
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(job, "spec"), "activeDeadlineSeconds")), 120);
@@ -661,11 +683,17 @@ static void test_uploader_objects(void **state)
 	json_decref(dep);
 	json_decref(svc);
 	json_decref(ing);
-	/* again: nothing new */
+	/* again: every create answers 409, nothing is replaced or changed */
 	{
-		size_t posts = count_requests("POST", NULL);
+		size_t puts = count_requests("PUT", NULL), patches = count_requests("PATCH", NULL);
+		json_t *before = object_at("/apis/apps/v1/namespaces/ns/deployments/upload-1"), *after;
 		assert_int_equal(runtime_uploader_ensure(f->rt, "upload-1", "ds-u", &OWNER), AL_OK);
-		assert_int_equal(count_requests("POST", NULL), posts);
+		assert_int_equal(count_requests("PUT", NULL), puts);
+		assert_int_equal(count_requests("PATCH", NULL), patches);
+		after = object_at("/apis/apps/v1/namespaces/ns/deployments/upload-1");
+		assert_true(json_equal(before, after));
+		json_decref(before);
+		json_decref(after);
 	}
 	assert_int_equal(runtime_uploader_delete(f->rt, "upload-1"), AL_OK);
 	assert_null(object_at(NS "/services/upload-1"));
@@ -676,12 +704,61 @@ static void test_uploader_objects(void **state)
 	json_decref(pvc);
 }
 
+/* A mount the runtime ensured and then deleted is read again before a job
+ * that mounts it starts. */
+static void test_job_start_rereads_deleted_mount(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const args[] = { "check-job", NULL };
+	struct job_spec spec = {
+		.name = "check-2",
+		.args = args,
+		.mounts = { { .kind = JOB_MOUNT_SECRET, .name = "s2", .env = "AIRLOCK_MANIFEST_FILE" } },
+		.timeout_seconds = 60,
+	};
+	json_t *data = json_pack("{s:s}", "a", "b");
+
+	assert_int_equal(runtime_secret_ensure(f->rt, "s2", data), AL_OK);
+	assert_int_equal(runtime_secret_delete(f->rt, "s2"), AL_OK);
+	assert_int_equal(runtime_job_start(f->rt, &spec), AL_ERR_NOT_FOUND);
+	assert_non_null(strstr(al_error_message(), "s2"));
+	assert_int_equal(count_requests("POST", JOBS), 0);
+	json_decref(data);
+}
+
+/* Jobs carry their owner's name in an annotation: a Job watch maps it back. */
+static void test_child_owner_annotation(void **state)
+{
+	struct fixture *f = *state;
+	char *ns = NULL, *name = NULL;
+	json_t *pvc, *bad;
+
+	assert_int_equal(runtime_volume_ensure_owned(f->rt, VOLUME_STAGING, "ds-9", &OWNER, NULL), AL_OK);
+	pvc = object_at(NS "/persistentvolumeclaims/ds-9");
+	assert_int_equal(runtime_kube_child_owner(pvc, "AnalyticsWorkspaceDataSource", &ns, &name), AL_OK);
+	assert_string_equal(ns, "ns");
+	assert_string_equal(name, "ds1");
+	free(ns);
+	free(name);
+	assert_int_equal(runtime_kube_child_owner(pvc, "Other", &ns, &name), AL_ERR_NOT_FOUND);
+	assert_null(ns);
+	json_decref(pvc);
+	bad = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", "xlscsde.nhs.uk/owner",
+			"AnalyticsWorkspaceDataSource/ns/a/b");
+	assert_int_equal(runtime_kube_child_owner(bad, "AnalyticsWorkspaceDataSource", &ns, &name), AL_ERR_NOT_FOUND);
+	json_decref(bad);
+	bad = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", "xlscsde.nhs.uk/owner", "AnalyticsWorkspaceDataSource//x");
+	assert_int_equal(runtime_kube_child_owner(bad, "AnalyticsWorkspaceDataSource", &ns, &name), AL_ERR_NOT_FOUND);
+	json_decref(bad);
+	assert_int_equal(runtime_kube_child_owner(NULL, "AnalyticsWorkspaceDataSource", &ns, &name), AL_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_options_defaults_and_env),
 		cmocka_unit_test_setup_teardown(test_open_refuses_bad_options, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_volume_ensure_reads_before_it_creates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_volume_ensure_creates_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_in_another_namespace_gets_no_reference, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_only_what_the_airlock_made, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secret_one_key_replaced_in_place, setup, teardown),
@@ -690,6 +767,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_job_logs_newest_pod_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_logs_keeps_the_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uploader_objects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_start_rereads_deleted_mount, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_child_owner_annotation, setup, teardown),
 	};
 	log_set_level(LOG_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
