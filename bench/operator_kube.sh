@@ -7,7 +7,7 @@
 #
 #   make && bench/operator_kube.sh
 #
-# Settings (environment): COUNT, BATCH, REPS (3), WORKERS (2), RSS_COUNT (0 skips),
+# Settings (environment): COUNT, BATCH, REPS (3), WORKERS (4), RSS_COUNT (0 skips),
 # RSS_BATCH (500), AIRLOCK_BIN (bin/airlock), AIRLOCK_KUBE_BIN, OUT (/tmp/operator_kube.json).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

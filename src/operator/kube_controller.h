@@ -56,7 +56,7 @@
 struct kube_client;
 
 #define KUBE_CONTROLLER_FINALIZER "xlscsde.nhs.uk/airlock-cleanup"
-#define KUBE_CONTROLLER_DEFAULT_WORKERS 2
+#define KUBE_CONTROLLER_DEFAULT_WORKERS 4
 #define KUBE_CONTROLLER_MAX_WORKERS 64
 #define KUBE_CONTROLLER_DEFAULT_RESYNC_S 300
 #define KUBE_CONTROLLER_COMPONENT "airlock-operator"
