@@ -10,7 +10,7 @@ CC ?= gcc
 VERSION := 0.1.0
 # libcurl is compiled against but not linked: src/net/curl_dl.c loads it only in
 # the processes that need an HTTP client, which keeps `airlock serve` small.
-PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto
+PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto zlib libpq libmariadb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)

@@ -12,8 +12,11 @@ cache=${AIRLOCK_CACHE:-$HOME/.cache/airlock}
 mkdir -p "$cache"
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
-	libsodium-dev libssl-dev libcurl4-openssl-dev sqlite3 ca-certificates)
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl)
+	libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev sqlite3 ca-certificates)
+# Real PostgreSQL and MariaDB servers (and their command-line clients, the
+# benchmark's peers) for the runner's tests.
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
+	postgresql postgresql-client mariadb-server mariadb-client)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

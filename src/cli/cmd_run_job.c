@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "runner/runner.h"
+#include "runner/source.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,21 +14,24 @@
 
 static void run_job_usage(FILE *out)
 {
-	fprintf(out, "usage: airlock run-job [--datasource FILE] [--output DIR] [--credentials FILE] [--format csv]\n"
-		     "                       [--quiet]\n\n"
+	fprintf(out, "usage: airlock run-job [--datasource FILE] [--output DIR] [--credentials FILE]\n"
+		     "                       [--format csv|csv.gz] [--quiet]\n\n"
 		     "Collects every spec.objects[].table of an AnalyticsWorkspaceDataSource (JSON or YAML)\n"
-		     "into DIR/<table>.csv (RFC 4180, CRLF, header row) and writes DIR/ro-crate-metadata.json.\n"
-		     "Supported connection types: sqlite (url sqlite:///absolute/path.db).\n"
+		     "into DIR/<table>.csv (RFC 4180, CRLF, header row; .csv.gz with --format csv.gz), or for\n"
+		     "a file connection DIR/<file name>, and writes DIR/ro-crate-metadata.json.\n"
+		     "Connection types: %s (see docs/runner.md for their urls).\n"
 		     "The credentials file is a JSON object of key -> string with mode 0600 or stricter.\n"
 		     "A flag that is absent is taken from the environment, as the operator's import job\n"
 		     "gets its mounts: --datasource from $AIRLOCK_DATASOURCE_FILE, --output from\n"
 		     "$AIRLOCK_OUTPUT_DIR, --credentials from $AIRLOCK_CREDENTIALS_FILE. Flags win.\n"
-		     "Exit status: 0 success, 1 failure, 2 usage error.\n");
+		     "--format from $AIRLOCK_OUTPUT_FORMAT (default csv).\n"
+		     "Exit status: 0 success, 1 failure, 2 usage error.\n",
+		source_types());
 }
 
 int cmd_run_job(int argc, char **argv)
 {
-	const char *ds_path = NULL, *out_dir = NULL, *cred_path = NULL, *format = "csv";
+	const char *ds_path = NULL, *out_dir = NULL, *cred_path = NULL, *format = NULL;
 	struct runner_options opts = { .progress = 1 };
 	json_t *ds = NULL, *creds = NULL;
 	int rc;
@@ -70,8 +74,13 @@ int cmd_run_job(int argc, char **argv)
 		run_job_usage(stderr);
 		return 2;
 	}
-	if (strcmp(format, "csv")) {
-		fprintf(stderr, "airlock run-job: --format %s is not supported (supported: csv)\n", format);
+	format = cli_flag_or_env(format, "AIRLOCK_OUTPUT_FORMAT");
+	if (!format || !*format || !strcmp(format, "csv")) {
+		opts.format = RUNNER_FORMAT_CSV;
+	} else if (!strcmp(format, "csv.gz")) {
+		opts.format = RUNNER_FORMAT_CSV_GZ;
+	} else {
+		fprintf(stderr, "airlock run-job: --format %s is not supported (supported: csv, csv.gz)\n", format);
 		return 2;
 	}
 	if ((rc = runner_load_datasource(ds_path, &ds)))

@@ -132,9 +132,12 @@ static int file_entity(const char *dir, json_t *graph, json_t *parts, const json
 	x = extras ? json_object_get(extras, path) : NULL;
 	if (x) {
 		json_t *rows = json_object_get(x, "rowCount"), *cols = json_object_get(x, "columns");
+		json_t *types = json_object_get(x, "columnTypes");
 		if (json_is_integer(rows) && (rc = set_new(e, "airlock:rowCount", json_copy(rows))))
 			goto out;
 		if (json_is_array(cols) && (rc = set_new(e, "airlock:columns", json_deep_copy(cols))))
+			goto out;
+		if (json_is_array(types) && (rc = set_new(e, "airlock:columnTypes", json_deep_copy(types))))
 			goto out;
 	} else if (is_csv(path)) {
 		uint64_t records = 0;

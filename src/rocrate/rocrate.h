@@ -14,7 +14,8 @@
  *             one File per file in path order (name, encodingFormat,
  *             contentSize as a decimal string, sha256; for CSV also
  *             airlock:rowCount = data records after the header and
- *             airlock:columns = the header's names);
+ *             airlock:columns = the header's names; airlock:columnTypes
+ *             when the runner knows them);
  *             when an action is given: #collection-<start time> CreateAction
  *             (instrument -> #runner SoftwareApplication, agent -> #airlock,
  *             object -> #source, result -> files, actionStatus, start/endTime,
@@ -58,7 +59,8 @@ struct rocrate_action {
  *                 spec): name, description, license, publisher, project.
  *   action        optional CreateAction information.
  *   file_extras   optional object: relative path -> {"rowCount": N,
- *                 "columns": [...]} the caller already knows (a runner does);
+ *                 "columns": [names], "columnTypes": [the source's type
+ *                 names]} the caller already knows (a runner does);
  *                 CSV files not in it are streamed to count them.
  *   date_published RFC 3339, or NULL for now.
  */

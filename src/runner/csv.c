@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* ---- writer ---- */
 
@@ -26,31 +27,95 @@ int csv_writer_init(struct csv_writer *w, int fd, size_t cap)
 	return AL_OK;
 }
 
+int csv_writer_init_gzip(struct csv_writer *w, int fd, size_t cap)
+{
+	z_stream *z;
+	int rc;
+
+	if ((rc = csv_writer_init(w, fd, cap)))
+		return rc;
+	z = calloc(1, sizeof(*z));
+	w->zcap = w->cap;
+	w->zbuf = malloc(w->zcap);
+	/* windowBits 15 + 16: a gzip header and trailer around the deflate data. */
+	if (!z || !w->zbuf || deflateInit2(z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(z);
+		csv_writer_free(w);
+		return al_error_set(AL_ERR_NOMEM, "out of memory for the gzip compressor");
+	}
+	w->z = z;
+	return AL_OK;
+}
+
 void csv_writer_free(struct csv_writer *w)
 {
+	if (w->z) {
+		deflateEnd(w->z);
+		free(w->z);
+		w->z = NULL;
+	}
+	free(w->zbuf);
+	w->zbuf = NULL;
 	free(w->buf);
 	w->buf = NULL;
 	w->len = w->cap = 0;
 }
 
-int csv_writer_flush(struct csv_writer *w)
+static int write_all(struct csv_writer *w, const char *p, size_t left)
 {
-	const char *p = w->buf;
-	size_t left = w->len;
-
 	while (left) {
 		ssize_t n = write(w->fd, p, left);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return al_error_set(AL_ERR_IO, "cannot write CSV output: %s", strerror(errno));
+			if (errno == ENOSPC || errno == EDQUOT)
+				return al_error_set(AL_ERR_IO, "cannot write the output: the volume is full (%s) after "
+							       "%llu bytes; free space on it or give it more",
+						    strerror(errno), (unsigned long long)w->written);
+			return al_error_set(AL_ERR_IO, "cannot write the output: %s", strerror(errno));
 		}
 		p += n;
 		left -= (size_t)n;
 		w->written += (uint64_t)n;
 	}
+	return AL_OK;
+}
+
+/* Compresses the buffer (and with Z_FINISH ends the stream). */
+static int deflate_out(struct csv_writer *w, int flush)
+{
+	z_stream *z = w->z;
+	int zr, rc;
+
+	z->next_in = (Bytef *)w->buf;
+	z->avail_in = (uInt)w->len;
+	do {
+		z->next_out = (Bytef *)w->zbuf;
+		z->avail_out = (uInt)w->zcap;
+		zr = deflate(z, flush);
+		if (zr == Z_STREAM_ERROR)
+			return al_error_set(AL_ERR_INTERNAL, "gzip compressor failed");
+		if ((rc = write_all(w, w->zbuf, w->zcap - z->avail_out)))
+			return rc;
+	} while (z->avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
 	w->len = 0;
 	return AL_OK;
+}
+
+int csv_writer_flush(struct csv_writer *w)
+{
+	int rc;
+	if (w->z)
+		return deflate_out(w, Z_NO_FLUSH);
+	if ((rc = write_all(w, w->buf, w->len)))
+		return rc;
+	w->len = 0;
+	return AL_OK;
+}
+
+int csv_writer_finish(struct csv_writer *w)
+{
+	return w->z ? deflate_out(w, Z_FINISH) : csv_writer_flush(w);
 }
 
 /* Appends bytes, flushing as often as needed (fields bigger than the buffer). */

@@ -35,13 +35,22 @@ struct csv_writer {
 	char *buf;
 	size_t len;
 	size_t cap;
-	uint64_t written; /* bytes handed to write(2) so far */
+	uint64_t written; /* bytes handed to write(2) so far (compressed, with gzip) */
 	int mid_record;   /* a field was written in the current record */
+	void *z;          /* zlib stream when writing gzip, else NULL */
+	char *zbuf;       /* its output buffer */
+	size_t zcap;
 };
 
 /* cap 0 means CSV_WRITER_DEFAULT_BUFFER. */
 int csv_writer_init(struct csv_writer *w, int fd, size_t cap);
+/* The same, writing one gzip member (RFC 1952, zlib level 6): memory is
+ * the buffer plus zlib's fixed ~256 KiB. End with csv_writer_finish. */
+int csv_writer_init_gzip(struct csv_writer *w, int fd, size_t cap);
 void csv_writer_free(struct csv_writer *w);
+/* Writes out everything, and for gzip the stream's end: after it the
+ * file is complete (but not yet fsynced). */
+int csv_writer_finish(struct csv_writer *w);
 /* A text field; AL_ERR_INVALID naming the byte offset when not valid UTF-8
  * (nothing is written then). */
 int csv_writer_text(struct csv_writer *w, const char *s, size_t n);
@@ -56,7 +65,8 @@ int csv_writer_int64(struct csv_writer *w, int64_t v);
 int csv_writer_double(struct csv_writer *w, double v);
 int csv_writer_base64(struct csv_writer *w, const void *data, size_t n);
 int csv_writer_end_record(struct csv_writer *w);
-/* Writes out the buffered bytes (does not fsync). */
+/* Writes out the buffered bytes (does not fsync; with gzip, hands them to
+ * the compressor, which may keep some). A full disk is AL_ERR_IO saying so. */
 int csv_writer_flush(struct csv_writer *w);
 
 /* Formats a double as csv_writer_double does; out must hold 32 bytes.

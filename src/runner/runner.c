@@ -5,7 +5,7 @@
 #include "resource/resource.h"
 #include "rocrate/rocrate.h"
 #include "runner/csv.h"
-#include "runner/source_sqlite.h"
+#include "runner/source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +21,6 @@
 #define AIRLOCK_VERSION "dev"
 #endif
 
-#define SUPPORTED_TYPES "sqlite"
-#define PLANNED_TYPES "postgresql, mysql, https and databricks are planned"
 
 /* One spec.objects[] entry, resolved. */
 struct task {
@@ -32,16 +30,19 @@ struct task {
 };
 
 /* One opened connection (each gives one snapshot for all its tables). */
-struct source {
+struct conn {
 	const char *name;
 	const char *type;
-	struct source_sqlite *sqlite;
+	const json_t *spec;           /* its spec.connections[] entry */
+	const struct source_ops *ops;
+	struct source *src;           /* open, or NULL */
+	json_t *description;          /* from ops->describe, secret-free */
 };
 
 struct job {
 	struct task *tasks;
 	size_t ntasks;
-	struct source *sources;
+	struct conn *sources;
 	size_t nsources;
 };
 
@@ -152,8 +153,11 @@ void runner_credentials_free(json_t *creds)
 
 static void job_free(struct job *j)
 {
-	for (size_t i = 0; i < j->nsources; i++)
-		source_sqlite_close(j->sources[i].sqlite);
+	for (size_t i = 0; i < j->nsources; i++) {
+		if (j->sources[i].src)
+			j->sources[i].ops->close(j->sources[i].src);
+		json_decref(j->sources[i].description);
+	}
 	free(j->sources);
 	free(j->tasks);
 }
@@ -227,19 +231,21 @@ static int plan(const json_t *spec, struct job *j)
 							    "'%s' in spec.connections", i, conn);
 		{
 			const char *type = json_string_value(json_object_get(c, "type"));
+			const struct source_ops *ops = source_find(type);
 			if (!type)
 				return al_error_set(AL_ERR_INVALID, "spec.connections[%zu].type: Required value", ci);
-			if (strcmp(type, "sqlite"))
+			if (!ops)
 				return al_error_set(AL_ERR_INVALID, "spec.connections[%zu] '%s': connection type '%s' is "
-								    "not supported by " RUNNER_NAME " (supported: "
-								    SUPPORTED_TYPES "; " PLANNED_TYPES ")",
-						    ci, conn, type);
+								    "not supported by " RUNNER_NAME " (supported: %s)",
+						    ci, conn, type, source_types());
 			for (k = 0; k < j->nsources; k++)
 				if (!strcmp(j->sources[k].name, conn))
 					break;
 			if (k == j->nsources) {
 				j->sources[k].name = conn;
 				j->sources[k].type = type;
+				j->sources[k].spec = c;
+				j->sources[k].ops = ops;
 				j->nsources++;
 			}
 		}
@@ -251,29 +257,55 @@ static int plan(const json_t *spec, struct job *j)
 	return AL_OK;
 }
 
-static int open_sources(const json_t *spec, struct job *j)
+/* The value of credentials[key] for a connection's userKey / passwordKey,
+ * or NULL when it names none or the credentials lack it: the source says
+ * so if it needs it (source_conn carries the key names for its message). */
+static const char *credential(const struct conn *c, const json_t *credentials, const char *field, const char **key)
 {
-	json_t *conns = json_object_get(spec, "connections");
+	*key = json_string_value(json_object_get(json_object_get(c->spec, "credentials"), field));
+	return *key ? json_string_value(json_object_get(credentials, *key)) : NULL;
+}
+
+static int open_sources(const json_t *credentials, struct job *j, int timeout_s)
+{
 	int rc;
 
 	for (size_t k = 0; k < j->nsources; k++) {
-		const char *url = NULL;
-		for (size_t ci = 0; ci < json_array_size(conns); ci++) {
-			json_t *c = json_array_get(conns, ci);
-			const char *cn = json_string_value(json_object_get(c, "name"));
-			if (cn && !strcmp(cn, j->sources[k].name))
-				url = json_string_value(json_object_get(c, "url"));
-		}
-		if (!url)
-			return al_error_set(AL_ERR_INVALID, "connection '%s': url: Required value (for sqlite, "
-							    "sqlite:///absolute/path.db)", j->sources[k].name);
-		if ((rc = source_sqlite_open(&j->sources[k].sqlite, url)))
-			return al_error_wrap(rc, "connection '%s'", j->sources[k].name);
+		struct conn *c = &j->sources[k];
+		struct source_conn sc = {
+			.name = c->name,
+			.type = c->type,
+			.url = json_string_value(json_object_get(c->spec, "url")),
+			.timeout_s = timeout_s,
+		};
+		sc.user = credential(c, credentials, "userKey", &sc.user_key);
+		sc.password = credential(c, credentials, "passwordKey", &sc.password_key);
+		if ((rc = c->ops->open(&c->src, &sc)))
+			return al_error_wrap(rc, "connection '%s'", c->name);
+		if ((rc = c->ops->describe(c->src, &c->description)))
+			return al_error_wrap(rc, "connection '%s'", c->name);
 	}
-	for (size_t i = 0; i < j->ntasks; i++)
-		if ((rc = source_sqlite_check_table(j->sources[j->tasks[i].source].sqlite, j->tasks[i].table)))
+	for (size_t i = 0; i < j->ntasks; i++) {
+		struct conn *c = &j->sources[j->tasks[i].source];
+		if ((rc = c->ops->check(c->src, j->tasks[i].table)))
 			return al_error_wrap(rc, "connection '%s'", j->tasks[i].connection);
+	}
 	return AL_OK;
+}
+
+/* The output file of an object: <table>.csv (or .csv.gz) for a table; the
+ * last path segment of a file source's object. */
+static int output_name(const struct conn *c, const char *object, enum runner_format format, struct buf *name)
+{
+	if (c->ops->fetch_file) {
+		const char *slash = strrchr(object, '/');
+		const char *base = slash ? slash + 1 : object;
+		if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+			return al_error_set(AL_ERR_INVALID, "connection '%s': object '%s' names no file", c->name,
+					    object);
+		return buf_appends(name, base);
+	}
+	return buf_appendf(name, "%s%s", object, format == RUNNER_FORMAT_CSV_GZ ? ".csv.gz" : ".csv");
 }
 
 static void progress_line(void *ctx, const char *table, uint64_t rows)
@@ -282,40 +314,81 @@ static void progress_line(void *ctx, const char *table, uint64_t rows)
 	fprintf(stderr, "%s: %llu rows ...\n", table, (unsigned long long)rows);
 }
 
+/* Makes the crate's extras entry for a table: row count, names, types. */
+static int table_extras(json_t *extras, const char *file, const struct source_table_result *r)
+{
+	json_t *names = json_array(), *types = json_array(), *col, *x;
+	size_t k;
+
+	if (!names || !types)
+		goto nomem;
+	json_array_foreach(r->columns, k, col) {
+		if (json_array_append(names, json_object_get(col, "name")) ||
+		    json_array_append(types, json_object_get(col, "type")))
+			goto nomem;
+	}
+	x = json_pack("{s:I, s:o, s:o}", "rowCount", (json_int_t)r->rows, "columns", names, "columnTypes", types);
+	names = types = NULL;
+	if (!x || json_object_set_new(extras, file, x))
+		goto nomem;
+	return AL_OK;
+nomem:
+	json_decref(names);
+	json_decref(types);
+	return al_error_set(AL_ERR_NOMEM, "out of memory");
+}
+
+/* One object into its file: written as <file>.part, fsynced, renamed. A
+ * table's .part goes on failure; a file download's stays, so the next
+ * attempt can resume it (it never looks complete: the name says .part). */
 static int export_one(struct job *j, size_t i, const struct runner_options *opts, json_t *extras)
 {
 	struct task *t = &j->tasks[i];
+	struct conn *c = &j->sources[t->source];
 	struct csv_writer w = { .fd = -1 };
-	json_t *columns = NULL, *x;
+	struct source_table_result tr = { 0 };
+	struct source_file_result fr = { 0 };
 	char *final = NULL, *part = NULL;
 	struct buf name;
-	uint64_t rows = 0;
 	int64_t t0 = util_monotonic_ms();
-	int fd = -1, rc;
+	int fd = -1, rc, keep_part = 0;
 
 	buf_init(&name, 4096);
-	if ((rc = buf_appendf(&name, "%s.csv", t->table)))
+	if ((rc = output_name(c, t->table, opts->format, &name)))
 		goto out;
 	final = util_path_join(opts->output_dir, name.ptr);
 	if ((rc = buf_appends(&name, ".part")))
 		goto out;
 	part = util_path_join(opts->output_dir, name.ptr);
+	name.ptr[name.len -= 5] = '\0'; /* back to the crate's path of the file */
 	if (!final || !part) {
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = al_error_set(AL_ERR_IO, "cannot create %s: %s", part, strerror(errno));
-		goto out;
+	if (c->ops->fetch_file) {
+		keep_part = 1;
+		if ((rc = c->ops->fetch_file(c->src, t->table, part, opts->progress ? progress_line : NULL, NULL, &fr)))
+			goto out;
+		fd = open(part, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			rc = al_error_set(AL_ERR_IO, "cannot open %s: %s", part, strerror(errno));
+			goto out;
+		}
+	} else {
+		fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			rc = al_error_set(AL_ERR_IO, "cannot create %s: %s", part, strerror(errno));
+			goto out;
+		}
+		rc = opts->format == RUNNER_FORMAT_CSV_GZ ? csv_writer_init_gzip(&w, fd, opts->buffer_size)
+							  : csv_writer_init(&w, fd, opts->buffer_size);
+		if (rc)
+			goto out;
+		if ((rc = c->ops->export_table(c->src, t->table, &w, opts->progress ? progress_line : NULL, NULL, &tr)))
+			goto out;
+		if ((rc = csv_writer_finish(&w)))
+			goto out;
 	}
-	if ((rc = csv_writer_init(&w, fd, opts->buffer_size)))
-		goto out;
-	if ((rc = source_sqlite_export(j->sources[t->source].sqlite, t->table, &w,
-				       opts->progress ? progress_line : NULL, NULL, &columns, &rows)))
-		goto out;
-	if ((rc = csv_writer_flush(&w)))
-		goto out;
 	if (fsync(fd) < 0) {
 		rc = al_error_set(AL_ERR_IO, "cannot sync %s: %s", part, strerror(errno));
 		goto out;
@@ -330,69 +403,95 @@ static int export_one(struct job *j, size_t i, const struct runner_options *opts
 		rc = al_error_set(AL_ERR_IO, "cannot rename %s to %s: %s", part, final, strerror(errno));
 		goto out;
 	}
-	x = json_pack("{s:I, s:O}", "rowCount", (json_int_t)rows, "columns", columns);
-	name.ptr[name.len - 5] = '\0'; /* "<table>.csv": the crate's path of the file */
-	if (!x || json_object_set_new(extras, name.ptr, x)) {
-		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+	if (!c->ops->fetch_file && (rc = table_extras(extras, name.ptr, &tr)))
 		goto out;
-	}
 	if (opts->progress) {
 		int64_t ms = util_monotonic_ms() - t0;
-		fprintf(stderr, "%s: %llu rows, %zu columns written to %s.csv (%lld.%03lld s)\n", t->table,
-			(unsigned long long)rows, json_array_size(columns), t->table, (long long)(ms / 1000),
-			(long long)(ms % 1000));
+		if (c->ops->fetch_file)
+			fprintf(stderr, "%s: %llu bytes written to %s%s (%lld.%03lld s)\n", t->table,
+				(unsigned long long)fr.size, name.ptr, fr.resumed ? ", resumed" : "",
+				(long long)(ms / 1000), (long long)(ms % 1000));
+		else
+			fprintf(stderr, "%s: %llu rows, %zu columns written to %s (%lld.%03lld s)\n", t->table,
+				(unsigned long long)tr.rows, json_array_size(tr.columns), name.ptr,
+				(long long)(ms / 1000), (long long)(ms % 1000));
 	}
 out:
 	if (fd >= 0)
 		close(fd);
-	if (rc && part)
+	if (rc && part && !keep_part)
 		unlink(part);
 	csv_writer_free(&w);
-	json_decref(columns);
+	source_table_result_free(&tr);
 	free(final);
 	free(part);
 	buf_free(&name);
 	return rc;
 }
 
-/* Secret-free description of what was read: types, database base names, tables. */
+/* Secret-free description of what was read: per connection (in parallel
+ * arrays, as JSON-LD wants flat values) its name, type, host, database and
+ * server version as the source reports them, and the objects. */
 static int describe_sources(const struct job *j, struct buf *name, struct buf *desc, json_t **extra)
 {
-	json_t *tables = json_array(), *dbs = json_array(), *types = json_array();
+	static const char *const fields[] = { "host", "database", "serverVersion" };
+	static const char *const terms[] = { "airlock:hosts", "airlock:databases", "airlock:serverVersions" };
+	json_t *tables = json_array(), *names = json_array(), *types = json_array();
+	json_t *cols[3] = { json_array(), json_array(), json_array() };
 	int rc = AL_OK;
 
 	*extra = NULL;
-	if (!tables || !dbs || !types) {
+	if (!tables || !names || !types || !cols[0] || !cols[1] || !cols[2]) {
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t k = 0; !rc && k < j->nsources; k++) {
-		const char *base = j->sources[k].sqlite ? source_sqlite_basename(j->sources[k].sqlite) : "?";
-		if (j->nsources == 1)
-			rc = buf_appendf(name, "%s database %s", j->sources[k].type, base);
-		rc = rc ? rc : buf_appendf(desc, "%s%s database %s", k ? "; " : "", j->sources[k].type, base);
-		if (!rc && (json_array_append_new(dbs, json_string(base)) ||
-			    json_array_append_new(types, json_string(j->sources[k].type))))
+		const struct conn *c = &j->sources[k];
+		const char *host = json_string_value(json_object_get(c->description, "host"));
+		const char *db = json_string_value(json_object_get(c->description, "database"));
+		struct buf what;
+
+		buf_init(&what, 4096);
+		rc = buf_appendf(&what, "%s %s%s%s%s%s", c->type, c->ops->fetch_file ? "files" : "database",
+				 db ? " " : "", db ? db : "", host ? " on " : "", host ? host : "");
+		if (!rc && j->nsources == 1)
+			rc = buf_appends(name, buf_cstr(&what));
+		rc = rc ? rc : buf_appendf(desc, "%s%s", k ? "; " : "", buf_cstr(&what));
+		buf_free(&what);
+		if (!rc && (json_array_append_new(names, json_string(c->name)) ||
+			    json_array_append_new(types, json_string(c->type))))
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		for (size_t f = 0; !rc && f < 3; f++) {
+			json_t *v = json_object_get(c->description, fields[f]);
+			if (json_array_append_new(cols[f], json_is_string(v) ? json_copy(v) : json_string("")))
+				rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		}
 	}
 	if (!rc && j->nsources != 1)
-		rc = buf_appendf(name, "%zu source databases", j->nsources);
-	rc = rc ? rc : buf_appends(desc, ", read in one transaction per database; tables: ");
+		rc = buf_appendf(name, "%zu sources", j->nsources);
+	rc = rc ? rc : buf_appends(desc, ", each database read in one transaction; objects: ");
 	for (size_t i = 0; !rc && i < j->ntasks; i++) {
 		rc = buf_appendf(desc, "%s%s", i ? ", " : "", j->tasks[i].table);
 		if (!rc && json_array_append_new(tables, json_string(j->tasks[i].table)))
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 	}
 	if (!rc) {
-		*extra = json_pack("{s:O, s:O, s:O}", "airlock:connectionTypes", types, "airlock:databases", dbs,
+		*extra = json_pack("{s:O, s:O, s:O}", "airlock:connectionTypes", types, "airlock:connections", names,
 				   "airlock:tables", tables);
+		for (size_t f = 0; *extra && f < 3; f++)
+			if (json_object_set(*extra, terms[f], cols[f])) {
+				json_decref(*extra);
+				*extra = NULL;
+			}
 		if (!*extra)
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 	}
 out:
 	json_decref(tables);
-	json_decref(dbs);
+	json_decref(names);
 	json_decref(types);
+	for (size_t f = 0; f < 3; f++)
+		json_decref(cols[f]);
 	return rc;
 }
 
@@ -407,7 +506,6 @@ int runner_run(const json_t *datasource, const json_t *credentials, const struct
 	size_t i;
 	int rc, crc;
 
-	(void)credentials; /* sqlite needs none; network sources will look up userKey/passwordKey */
 	buf_init(&sname, 64 << 10);
 	buf_init(&sdesc, 1 << 20);
 	util_now_rfc3339(start);
@@ -419,7 +517,7 @@ int runner_run(const json_t *datasource, const json_t *credentials, const struct
 	if (!json_is_object(spec))
 		spec = datasource;
 	/* Everything that can be checked is checked before anything is written. */
-	if ((rc = plan(spec, &j)) || (rc = open_sources(spec, &j)))
+	if ((rc = plan(spec, &j)) || (rc = open_sources(credentials, &j, opts->timeout_s)))
 		goto out;
 	if ((rc = util_mkdir_p(opts->output_dir, 0755)))
 		goto out;

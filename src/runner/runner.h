@@ -2,11 +2,12 @@
  * runner.h - the job runner contract, shared by every runner (this native
  * one and the Python dlt one):
  *
- *   airlock run-job --datasource FILE --output DIR [--credentials FILE] [--format csv]
+ *   airlock run-job --datasource FILE --output DIR [--credentials FILE] [--format csv|csv.gz]
  *
  * For each spec.objects[].table{name, connection} the runner writes
  * DIR/<table>.csv (RFC 4180 as csv.h describes: header row, CRLF, NULL empty,
- * empty string "", BLOB base64), each through <table>.csv.part + fsync +
+ * empty string "", BLOB base64; or .csv.gz, gzip), or for a file source
+ * (https) DIR/<last path segment of name>, each through <file>.part + fsync +
  * rename so no partial file ever looks complete, then DIR/ro-crate-metadata.json
  * (rocrate.h) with a CreateAction describing the run. Everything is checked
  * (connections, types, tables present) before the first byte is written, so
@@ -27,10 +28,14 @@
 #define RUNNER_MAX_CREDENTIALS_FILE (64u << 10)
 #define RUNNER_MAX_TABLE_NAME 200
 
+enum runner_format { RUNNER_FORMAT_CSV = 0, RUNNER_FORMAT_CSV_GZ };
+
 struct runner_options {
 	const char *output_dir;
-	size_t buffer_size; /* CSV output buffer; 0 = CSV_WRITER_DEFAULT_BUFFER */
-	int progress;       /* progress lines on stderr about once a second */
+	size_t buffer_size;        /* CSV output buffer; 0 = CSV_WRITER_DEFAULT_BUFFER */
+	int progress;              /* progress lines on stderr about once a second */
+	enum runner_format format; /* tables as <table>.csv or <table>.csv.gz */
+	int timeout_s;             /* connect/request timeout per source; 0 = its default */
 };
 
 /* Reads the AnalyticsWorkspaceDataSource (whole resource, or just its spec)

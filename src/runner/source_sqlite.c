@@ -15,6 +15,7 @@
 #define PROGRESS_INTERVAL_MS 1000
 
 struct source_sqlite {
+	const struct source_ops *ops; /* first: a struct source */
 	sqlite3 *db;
 	char *path;
 	const char *base;
@@ -51,7 +52,9 @@ static int db_error(struct source_sqlite *s, const char *what)
 	return al_error_set(AL_ERR_IO, "sqlite database %s: %s: %s", s->base, what, sqlite3_errmsg(s->db));
 }
 
-int source_sqlite_open(struct source_sqlite **out, const char *url)
+static void sqlite_close(struct source *base);
+
+static int sqlite_open(struct source **out, const struct source_conn *conn)
 {
 	struct source_sqlite *s;
 	struct stat st;
@@ -62,7 +65,8 @@ int source_sqlite_open(struct source_sqlite **out, const char *url)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	if ((rc = source_sqlite_path_from_url(url, &s->path)))
+	s->ops = &source_sqlite_ops;
+	if ((rc = source_sqlite_path_from_url(conn->url, &s->path)))
 		goto fail;
 	slash = strrchr(s->path, '/');
 	s->base = slash ? slash + 1 : s->path;
@@ -98,20 +102,24 @@ int source_sqlite_open(struct source_sqlite **out, const char *url)
 		rc = db_error(s, "cannot read the schema (is it a SQLite database?)");
 		goto fail;
 	}
-	*out = s;
+	*out = (struct source *)s;
 	return AL_OK;
 fail:
-	source_sqlite_close(s);
+	sqlite_close((struct source *)s);
 	return rc;
 }
 
-const char *source_sqlite_basename(const struct source_sqlite *s)
+static int sqlite_describe(struct source *base, json_t **out)
 {
-	return s->base;
+	struct source_sqlite *s = (struct source_sqlite *)base;
+	/* Only the file's base name: the path says where the airlock keeps it. */
+	*out = json_pack("{s:s, s:s}", "database", s->base, "serverVersion", sqlite3_libversion());
+	return *out ? AL_OK : al_error_set(AL_ERR_NOMEM, "out of memory");
 }
 
-void source_sqlite_close(struct source_sqlite *s)
+static void sqlite_close(struct source *base)
 {
+	struct source_sqlite *s = (struct source_sqlite *)base;
 	if (!s)
 		return;
 	if (s->db) {
@@ -150,8 +158,9 @@ static int list_tables(struct source_sqlite *s, struct buf *b)
 	return rc;
 }
 
-int source_sqlite_check_table(struct source_sqlite *s, const char *table)
+static int sqlite_check(struct source *base, const char *table)
 {
+	struct source_sqlite *s = (struct source_sqlite *)base;
 	sqlite3_stmt *st = NULL;
 	struct buf names;
 	int step, rc;
@@ -186,9 +195,10 @@ static int quote_ident(struct buf *b, const char *name)
 	return rc ? rc : buf_appendc(b, '"');
 }
 
-int source_sqlite_export(struct source_sqlite *s, const char *table, struct csv_writer *w,
-			 source_progress_fn progress, void *ctx, json_t **columns, uint64_t *rows)
+static int sqlite_export(struct source *base, const char *table, struct csv_writer *w, source_progress_fn progress,
+			 void *ctx, struct source_table_result *res)
 {
+	struct source_sqlite *s = (struct source_sqlite *)base;
 	sqlite3_stmt *st = NULL;
 	struct buf sql;
 	json_t *cols = NULL;
@@ -196,8 +206,8 @@ int source_sqlite_export(struct source_sqlite *s, const char *table, struct csv_
 	int64_t last = util_monotonic_ms();
 	int ncol, step, rc;
 
-	*columns = NULL;
-	*rows = 0;
+	res->columns = NULL;
+	res->rows = 0;
 	buf_init(&sql, 64 << 10);
 	if ((rc = buf_appends(&sql, "SELECT * FROM ")) || (rc = quote_ident(&sql, table)))
 		goto out;
@@ -214,6 +224,7 @@ int source_sqlite_export(struct source_sqlite *s, const char *table, struct csv_
 	}
 	for (int i = 0; i < ncol; i++) {
 		const char *name = sqlite3_column_name(st, i);
+		const char *type = sqlite3_column_decltype(st, i); /* NULL for expressions */
 		json_t *js;
 		if (!name) {
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
@@ -223,7 +234,8 @@ int source_sqlite_export(struct source_sqlite *s, const char *table, struct csv_
 			al_error_wrap(rc, "table '%s' column %d name", table, i + 1);
 			goto out;
 		}
-		if (!(js = json_string(name)) || json_array_append_new(cols, js)) {
+		if (!(js = json_pack("{s:s, s:s}", "name", name, "type", type ? type : "")) ||
+		    json_array_append_new(cols, js)) {
 			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 			goto out;
 		}
@@ -280,12 +292,21 @@ int source_sqlite_export(struct source_sqlite *s, const char *table, struct csv_
 				  (unsigned long long)nrows, sqlite3_errmsg(s->db));
 		goto out;
 	}
-	*columns = cols;
+	res->columns = cols;
 	cols = NULL;
-	*rows = nrows;
+	res->rows = nrows;
 out:
 	json_decref(cols);
 	sqlite3_finalize(st);
 	buf_free(&sql);
 	return rc;
 }
+
+const struct source_ops source_sqlite_ops = {
+	.type = "sqlite",
+	.open = sqlite_open,
+	.check = sqlite_check,
+	.export_table = sqlite_export,
+	.describe = sqlite_describe,
+	.close = sqlite_close,
+};
