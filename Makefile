@@ -8,10 +8,12 @@
 
 CC ?= gcc
 VERSION := 0.1.0
-# libcurl is compiled against but not linked: src/net/curl_dl.c loads it only in
-# the processes that need an HTTP client, which keeps `airlock serve` small.
-PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto zlib libpq libmariadb
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
+# libcurl, libpq and libmariadb are compiled against but not linked: they are
+# loaded (dlopen, src/net/curl_dl.c and the runner's *_dl.c) only in the
+# processes that need them, which keeps `airlock serve` small.
+PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto zlib
+DL_PKGS := libcurl libpq libmariadb
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(DL_PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)
 
