@@ -167,6 +167,12 @@ int cmd_operator(int argc, char **argv)
 	if ((rc = config_load(&cfg, config_path)))
 		goto out;
 	have_cfg = 1;
+	/* The chart's runner.default. */
+	if (getenv("AIRLOCK_DEFAULT_RUNNER") && *getenv("AIRLOCK_DEFAULT_RUNNER") &&
+	    (rc = config_set_default_runner(&cfg, getenv("AIRLOCK_DEFAULT_RUNNER")))) {
+		al_error_wrap(rc, "AIRLOCK_DEFAULT_RUNNER");
+		goto out;
+	}
 	/* Job deadlines come from the chart (AIRLOCK_JOB_ACTIVE_DEADLINE_SECONDS,
 	 * the runtime's setting), not from the embedded default. */
 	cfg.job_timeout_seconds = 0;

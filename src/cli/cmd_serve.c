@@ -164,6 +164,7 @@ int cmd_serve(int argc, char **argv)
 	    (chmod(db_path, 0600) < 0 && (rc = al_error_set(AL_ERR_IO, "cannot protect %s", db_path))) ||
 	    (rc = accounts_open(&acc, db_path)) || (rc = credstore_open(&creds, db_path, key_path)) ||
 	    (rc = runtime_local_open(&rt, state_dir, cfg.staging_root, cfg.workspace_root, self_exe)) ||
+	    (cfg.dlt_command && (rc = runtime_local_set_dlt_command(rt, cfg.dlt_command))) ||
 	    (rc = ensure_first_admin(acc, cfg.data_dir, &created)))
 		goto out;
 

@@ -135,7 +135,8 @@ static int check_keys(const json_t *obj, const char *where, const char *const *a
 static int apply_file(struct airlock_config *cfg, const json_t *doc)
 {
 	static const char *const top[] = { "listen", "dataDir", "stagingRoot", "workspaceRoot", "gates",
-					   "jobs", "checks", "tokens", NULL };
+					   "jobs", "checks", "tokens", "runners", NULL };
+	static const char *const runners_keys[] = { "default", "dltCommand", NULL };
 	static const char *const jobs_keys[] = { "timeoutSeconds", NULL };
 	static const char *const checks_keys[] = { "maxFileBytes", "maxTotalBytes", "maxFiles",
 						   "allowedExtensions", NULL };
@@ -209,6 +210,20 @@ static int apply_file(struct airlock_config *cfg, const json_t *doc)
 			cfg->allowed_extensions = copy;
 		}
 	}
+	if ((v = json_object_get(doc, "runners"))) {
+		const json_t *d = json_object_get(v, "default"), *cmd = json_object_get(v, "dltCommand");
+		if ((rc = check_keys(v, "runners", runners_keys)))
+			return rc;
+		if (d && (rc = config_set_default_runner(cfg, json_string_value(d))))
+			return al_error_wrap(rc, "runners.default");
+		if (cmd) {
+			if (!json_is_string(cmd) || !*json_string_value(cmd))
+				return al_error_set(AL_ERR_INVALID, "runners.dltCommand: must be the path of "
+								    "runners/dlt/airlock-dlt-runner");
+			if ((rc = set_path(&cfg->dlt_command, json_string_value(cmd))))
+				return rc;
+		}
+	}
 	if ((v = json_object_get(doc, "tokens"))) {
 		u = (uint64_t)cfg->token_ttl_seconds;
 		if ((rc = check_keys(v, "tokens", tokens_keys)) ||
@@ -216,6 +231,15 @@ static int apply_file(struct airlock_config *cfg, const json_t *doc)
 			return rc;
 		cfg->token_ttl_seconds = (int)u;
 	}
+	return AL_OK;
+}
+
+int config_set_default_runner(struct airlock_config *cfg, const char *runner)
+{
+	if (!runner || (strcmp(runner, "native") && strcmp(runner, "dlt")))
+		return al_error_set(AL_ERR_INVALID, "the default runner \"%s\" is neither native nor dlt",
+				    runner ? runner : "");
+	cfg->default_runner_dlt = !strcmp(runner, "dlt");
 	return AL_OK;
 }
 
@@ -271,6 +295,7 @@ void config_free(struct airlock_config *cfg)
 	free(cfg->data_dir);
 	free(cfg->staging_root);
 	free(cfg->workspace_root);
+	free(cfg->dlt_command);
 	gates_config_free(&cfg->gates);
 	json_decref(cfg->allowed_extensions);
 	memset(cfg, 0, sizeof(*cfg));

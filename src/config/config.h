@@ -17,6 +17,10 @@
  *   checks: {maxFileBytes: 10737418240, maxTotalBytes: 107374182400, maxFiles: 10000,
  *            allowedExtensions: [csv, json, parquet, txt, ...]}
  *   tokens: {ttlSeconds: 43200}
+ *   runners:
+ *     default: native               # or dlt: for datasources without spec.runner
+ *     dltCommand: <path>            # runners/dlt/airlock-dlt-runner (after scripts/dlt-venv.sh);
+ *                                   # unset: dlt datasources fail saying how to set it up
  */
 #ifndef AL_CONFIG_CONFIG_H
 #define AL_CONFIG_CONFIG_H
@@ -39,6 +43,8 @@ struct airlock_config {
 	uint64_t max_files;
 	json_t *allowed_extensions; /* array of lower-case extensions without the dot */
 	int token_ttl_seconds;
+	int default_runner_dlt;     /* runners.default is dlt */
+	char *dlt_command;          /* runners.dltCommand, or NULL */
 	int staging_root_explicit;  /* stagingRoot was set: config_set_data_dir keeps it */
 	int workspace_root_explicit;
 };
@@ -49,6 +55,9 @@ int config_load(struct airlock_config *cfg, const char *path);
 int config_parse_listen(struct airlock_config *cfg, const char *listen);
 /* Sets dataDir and re-derives the staging/workspace roots that were not set explicitly. */
 int config_set_data_dir(struct airlock_config *cfg, const char *dir);
+/* "native" or "dlt" (AL_ERR_INVALID otherwise): the runner of datasources
+ * that do not choose one. */
+int config_set_default_runner(struct airlock_config *cfg, const char *runner);
 void config_free(struct airlock_config *cfg);
 
 #endif

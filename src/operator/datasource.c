@@ -30,13 +30,43 @@
 #include "common/util.h"
 #include "gates/gates.h"
 #include "operator/jobresult.h"
+#include "runner/source.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define WORKSPACE_LABEL "xlscsde.nhs.uk/workspace"
 
-static const char *supported_runner_types[] = { "sqlite", NULL };
+/* What the dlt runner (runners/dlt) collects from; keep in step with it. The
+ * native runner's are its sources' (runner/source.h). */
+static const char *const dlt_runner_types[] = { "sqlite", "postgresql", "postgres", "mysql", "mariadb",
+						"mssql", "databricks", NULL };
+
+/* The runner and the output format of an Import: spec.runner (else the
+ * deployment's default) and spec.format (else csv). */
+static int uses_dlt(const struct operator_ctx *ctx, const json_t *ds)
+{
+	const char *r = json_string_value(json_object_get(json_object_get(ds, "spec"), "runner"));
+	return r ? !strcmp(r, "dlt") : ctx->cfg->default_runner_dlt;
+}
+
+static const char *output_format(const json_t *ds)
+{
+	const char *f = json_string_value(json_object_get(json_object_get(ds, "spec"), "format"));
+	return f ? f : "csv";
+}
+
+static int runner_supports(const struct operator_ctx *ctx, const json_t *ds, const char *type)
+{
+	if (!type)
+		return 0;
+	if (!uses_dlt(ctx, ds))
+		return source_find(type) != NULL;
+	for (size_t k = 0; dlt_runner_types[k]; k++)
+		if (!strcmp(type, dlt_runner_types[k]))
+			return 1;
+	return 0;
+}
 
 static const char *uid_of(const json_t *ds)
 {
@@ -190,6 +220,9 @@ static int import_preflight(struct operator_ctx *ctx, const json_t *ds, struct b
 
 	if (json_array_size(objects) == 0)
 		return buf_appends(why, "spec.objects is empty: list the tables to collect");
+	if (!strcmp(output_format(ds), "parquet") && !uses_dlt(ctx, ds))
+		return buf_appends(why, "spec.format parquet is written by the dlt runner only: set spec.runner: dlt, "
+					"or spec.format csv or csv.gz");
 	json_array_foreach(objects, i, o) {
 		const char *table = json_string_value(json_object_get(json_object_get(o, "table"), "name"));
 		const char *conn_name = json_string_value(json_object_get(json_object_get(o, "table"), "connection"));
@@ -200,14 +233,15 @@ static int import_preflight(struct operator_ctx *ctx, const json_t *ds, struct b
 			return buf_appendf(why, "spec.objects[%zu]: table %s names connection '%s', which is not in spec.connections",
 					   i, table ? table : "?", conn_name ? conn_name : "");
 		type = json_string_value(json_object_get(conn, "type"));
-		for (size_t k = 0; supported_runner_types[k]; k++)
-			if (type && !strcmp(type, supported_runner_types[k]))
-				ok = 1;
-		if (!ok)
-			return buf_appendf(why, "connection '%s' has type '%s', which this airlock cannot collect from yet (supported: sqlite)",
+		ok = runner_supports(ctx, ds, type);
+		if (!ok && uses_dlt(ctx, ds))
+			return buf_appendf(why, "connection '%s' has type '%s', which the dlt runner cannot collect from "
+						"(supported: sqlite, postgresql, mysql, mariadb, mssql, databricks)",
 					   conn_name, type ? type : "");
+		if (!ok)
+			return buf_appendf(why, "connection '%s' has type '%s', which this airlock cannot collect from "
+						"(supported: %s)", conn_name, type ? type : "", source_types());
 	}
-	(void)ctx;
 	return AL_OK;
 }
 
@@ -411,10 +445,14 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 		goto out;
 	{
 		static const char *const args[] = { "run-job", NULL };
+		static const char *const no_args[] = { NULL };
+		int dlt = uses_dlt(ctx, ds);
 		struct job_spec spec = {
 			.owner = owner_of(ds, &owner),
 			.name = job,
-			.args = args,
+			.args = dlt ? no_args : args,
+			.image = dlt ? JOB_IMAGE_DLT : JOB_IMAGE_AIRLOCK,
+			.env = { { .name = "AIRLOCK_OUTPUT_FORMAT", .value = output_format(ds) } },
 			.mounts = { { .kind = JOB_MOUNT_VOLUME, .cls = VOLUME_STAGING, .name = volume, .env = "AIRLOCK_OUTPUT_DIR" },
 				    { .kind = JOB_MOUNT_SECRET, .name = def_name, .env = "AIRLOCK_DATASOURCE_FILE" },
 				    { .kind = JOB_MOUNT_SECRET, .name = cred_name, .env = "AIRLOCK_CREDENTIALS_FILE" } },
@@ -423,6 +461,15 @@ static int run_import_job(struct operator_ctx *ctx, json_t *ds, const char *job,
 		rc = runtime_job_start(ctx->runtime, &spec);
 		if (rc == AL_ERR_EXISTS)
 			rc = AL_OK; /* started by an earlier attempt of this reconcile */
+		else if (rc == AL_ERR_INVALID) {
+			/* A job this runtime refuses (say, the dlt runner is not set
+			 * up here) will never start: fail with why, do not retry. */
+			char *why_not = util_strdup(al_error_message());
+			delete_job_secrets(ctx, job);
+			rc = fail(ctx, ds, why_not ? why_not : "the runtime refused the import job");
+			free(why_not);
+			goto out;
+		}
 	}
 	*requeue_ms = poll_started_ms(ctx);
 out:

@@ -67,8 +67,28 @@ int runtime_check_job_spec(const struct job_spec *spec)
 		return al_error_set(AL_ERR_INVALID, "job spec is missing");
 	if ((rc = runtime_check_name("job", spec->name)) < 0)
 		return rc;
-	if (!spec->args || !spec->args[0] || !spec->args[0][0] || spec->args[0][0] == '-')
+	if (spec->image != JOB_IMAGE_AIRLOCK && spec->image != JOB_IMAGE_DLT)
+		return al_error_set(AL_ERR_INVALID, "job '%s': unknown image %d", spec->name, (int)spec->image);
+	if (!spec->args || (spec->image == JOB_IMAGE_AIRLOCK &&
+			    (!spec->args[0] || !spec->args[0][0] || spec->args[0][0] == '-')))
 		return al_error_set(AL_ERR_INVALID, "job '%s': args must start with an airlock subcommand", spec->name);
+	for (size_t i = 0; i < JOB_ENV_MAX; i++) {
+		const struct job_env *e = &spec->env[i];
+		if (!e->name)
+			continue;
+		if (!env_name_ok(e->name) || !strcmp(e->name, RUNTIME_JOB_NAME_ENV) || !e->value)
+			return al_error_set(AL_ERR_INVALID, "job '%s': env[%zu] '%.40s' is not allowed (a name of "
+							    "upper-case letters, digits and '_', not %s, with a value)",
+					    spec->name, i, e->name, RUNTIME_JOB_NAME_ENV);
+		for (size_t k = 0; k < JOB_MOUNTS_MAX; k++)
+			if (spec->mounts[k].env && !strcmp(spec->mounts[k].env, e->name))
+				return al_error_set(AL_ERR_INVALID, "job '%s': env[%zu] %s is also set by mounts[%zu]",
+						    spec->name, i, e->name, k);
+		for (size_t k = 0; k < i; k++)
+			if (spec->env[k].name && !strcmp(spec->env[k].name, e->name))
+				return al_error_set(AL_ERR_INVALID, "job '%s': env[%zu] and env[%zu] both set %s",
+						    spec->name, k, i, e->name);
+	}
 	if (spec->timeout_seconds < 0)
 		return al_error_set(AL_ERR_INVALID, "job '%s': timeout_seconds must be >= 0 (0 = no limit)", spec->name);
 	for (size_t i = 0; i < JOB_MOUNTS_MAX; i++) {

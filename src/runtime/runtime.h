@@ -96,12 +96,32 @@ struct job_mount {
 	int read_only;           /* volumes: the job only reads it (see above) */
 };
 
+/* What a job runs. The airlock image is this very executable (args[0] is
+ * one of its subcommands); the dlt image is the dlt job runner
+ * (runners/dlt), which has the same contract as `airlock run-job` and takes
+ * its inputs from the environment (args may be empty). Locally the dlt
+ * runner is the command set with runtime_local_set_dlt_command; in
+ * Kubernetes it is the dlt runner image. */
+enum job_image { JOB_IMAGE_AIRLOCK = 0, JOB_IMAGE_DLT };
+
+/* A plain environment variable for the job. Never a secret: secrets are
+ * mounted (JOB_MOUNT_SECRET), so they stay out of process listings and
+ * object specs. */
+struct job_env {
+	const char *name;  /* as a mount's env; NULL = unused entry */
+	const char *value;
+};
+
+#define JOB_ENV_MAX 4
+
 struct job_spec {
 	const char *name;                       /* deterministic; see runtime_check_name() */
 	const char *const *args;                /* airlock subcommand and arguments; NULL-terminated */
 	struct job_mount mounts[JOB_MOUNTS_MAX];
 	int timeout_seconds;                    /* the job is killed and fails after this; 0 = no limit */
 	const struct runtime_owner *owner;      /* may be NULL; see struct runtime_owner */
+	enum job_image image;                   /* JOB_IMAGE_AIRLOCK unless set */
+	struct job_env env[JOB_ENV_MAX];
 };
 
 struct job_status {
@@ -146,6 +166,12 @@ struct runtime {
  * Jobs started here outlive the runtime handle and the process. */
 int runtime_local_open(struct runtime **out, const char *state_dir, const char *staging_root,
 		       const char *workspace_root, const char *self_exe);
+/* The command that runs JOB_IMAGE_DLT jobs locally (an executable: the dlt
+ * runner's wrapper runners/dlt/airlock-dlt-runner); NULL (the default)
+ * refuses them with a message saying how to set it up. Copied. Every local
+ * job also gets AIRLOCK_BIN, the airlock executable, so a runner can call
+ * `airlock rocrate build`. */
+int runtime_local_set_dlt_command(struct runtime *rt, const char *command);
 
 /* AL_OK when `name` can name a volume, secret or job:
  * ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ and no "..", so it is one safe

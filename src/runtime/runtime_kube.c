@@ -102,6 +102,7 @@ int runtime_kube_options_init(struct runtime_kube_options *o)
 	    set_str(&o->access_mode, RUNTIME_KUBE_DEFAULT_ACCESS_MODE) ||
 	    set_str(&o->runner_image, RUNTIME_KUBE_DEFAULT_IMAGE) ||
 	    set_str(&o->runner_pull_policy, RUNTIME_KUBE_DEFAULT_PULL_POLICY) ||
+	    set_str(&o->dlt_runner_image, RUNTIME_KUBE_DEFAULT_DLT_IMAGE) ||
 	    set_str(&o->uploader_image, RUNTIME_KUBE_DEFAULT_IMAGE) ||
 	    set_str(&o->uploader_pull_policy, RUNTIME_KUBE_DEFAULT_PULL_POLICY)) {
 		runtime_kube_options_free(o);
@@ -125,6 +126,7 @@ void runtime_kube_options_free(struct runtime_kube_options *o)
 	free(o->workspace_access_mode);
 	free(o->runner_image);
 	free(o->runner_pull_policy);
+	free(o->dlt_runner_image);
 	json_decref(o->runner_resources);
 	free(o->uploader_image);
 	free(o->uploader_pull_policy);
@@ -230,6 +232,7 @@ int runtime_kube_options_from_env(struct runtime_kube_options *o)
 	    (rc = env_str(&o->workspace_access_mode, "AIRLOCK_WORKSPACE_VOLUME_ACCESS_MODE")) ||
 	    (rc = env_str(&o->runner_image, "AIRLOCK_RUNNER_IMAGE")) ||
 	    (rc = env_str(&o->runner_pull_policy, "AIRLOCK_RUNNER_IMAGE_PULL_POLICY")) ||
+	    (rc = env_str(&o->dlt_runner_image, "AIRLOCK_DLT_RUNNER_IMAGE")) ||
 	    (rc = env_json(&o->runner_resources, "AIRLOCK_RUNNER_RESOURCES", 0)) ||
 	    (rc = env_str(&o->uploader_image, "AIRLOCK_UPLOADER_IMAGE")) ||
 	    (rc = env_str(&o->uploader_pull_policy, "AIRLOCK_UPLOADER_IMAGE_PULL_POLICY")) ||
@@ -285,6 +288,7 @@ static int check_options(const struct runtime_kube_options *o)
 				 { "upload claim size", o->upload_size },
 				 { "workspace claim size", o->workspace_size },
 				 { "runner image", o->runner_image },
+				 { "dlt runner image", o->dlt_runner_image },
 				 { "uploader image", o->uploader_image } };
 
 	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
@@ -315,6 +319,7 @@ static int copy_options(struct runtime_kube_options *d, const struct runtime_kub
 	d->namespace = d->staging_storage_class = d->upload_storage_class = d->workspace_storage_class = NULL;
 	d->staging_size = d->upload_size = d->workspace_size = d->access_mode = d->workspace_access_mode = NULL;
 	d->runner_image = d->runner_pull_policy = d->uploader_image = d->uploader_pull_policy = NULL;
+	d->dlt_runner_image = NULL;
 	d->ingress_class = d->ingress_host = d->ingress_tls_secret = NULL;
 	d->runner_resources = json_deep_copy(s->runner_resources);
 	d->uploader_resources = json_deep_copy(s->uploader_resources);
@@ -325,6 +330,7 @@ static int copy_options(struct runtime_kube_options *d, const struct runtime_kub
 	    set_str(&d->upload_size, s->upload_size) || set_str(&d->workspace_size, s->workspace_size) ||
 	    set_str(&d->access_mode, s->access_mode) || set_str(&d->workspace_access_mode, s->workspace_access_mode) ||
 	    set_str(&d->runner_image, s->runner_image) || set_str(&d->runner_pull_policy, s->runner_pull_policy) ||
+	    set_str(&d->dlt_runner_image, s->dlt_runner_image) ||
 	    set_str(&d->uploader_image, s->uploader_image) || set_str(&d->uploader_pull_policy, s->uploader_pull_policy) ||
 	    set_str(&d->ingress_class, s->ingress_class) || set_str(&d->ingress_host, s->ingress_host) ||
 	    set_str(&d->ingress_tls_secret, s->ingress_tls_secret) || (s->runner_resources && !d->runner_resources) ||
@@ -839,13 +845,17 @@ static json_t *job_body(struct runtime_kube *rk, const struct job_spec *spec)
 	for (size_t i = 0; spec->args[i]; i++)
 		if (json_array_append_new(args, json_string(spec->args[i])))
 			goto fail;
+	for (size_t i = 0; i < JOB_ENV_MAX; i++)
+		if (spec->env[i].name && add_env(env, spec->env[i].name, spec->env[i].value))
+			goto fail;
 	if (add_env(env, RUNTIME_JOB_NAME_ENV, spec->name) ||
 	    json_array_append_new(volumes, json_pack("{s:s, s:{}}", "name", "tmp", "emptyDir")) ||
 	    json_array_append_new(mounts, json_pack("{s:s, s:s}", "name", "tmp", "mountPath", "/tmp")) ||
 	    job_mounts(spec, volumes, mounts, env))
 		goto fail;
 	container = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:s, s:o}", "name", JOB_CONTAINER, "image",
-			      rk->o.runner_image, "imagePullPolicy", rk->o.runner_pull_policy, "args", args, "env", env,
+			      spec->image == JOB_IMAGE_DLT ? rk->o.dlt_runner_image : rk->o.runner_image, "imagePullPolicy",
+			      rk->o.runner_pull_policy, "args", args, "env", env,
 			      "volumeMounts", mounts, "workingDir", "/tmp", "terminationMessagePolicy",
 			      "FallbackToLogsOnError", "securityContext", container_security_context());
 	if (!container || (rk->o.runner_resources && json_object_set(container, "resources", rk->o.runner_resources)))

@@ -46,6 +46,9 @@ struct kube_client;
  *   workspace_access_mode      AIRLOCK_WORKSPACE_VOLUME_ACCESS_MODE  (access_mode)
  *   runner_image               AIRLOCK_RUNNER_IMAGE                  airlock:0.1.0
  *   runner_pull_policy         AIRLOCK_RUNNER_IMAGE_PULL_POLICY      IfNotPresent
+ *   dlt_runner_image           AIRLOCK_DLT_RUNNER_IMAGE              airlock-dlt-runner:0.1.0
+ *                              (jobs of JOB_IMAGE_DLT: its entrypoint is the dlt runner;
+ *                              pulled with the runner_pull_policy)
  *   runner_resources           AIRLOCK_RUNNER_RESOURCES (JSON)       none
  *   uploader_image             AIRLOCK_UPLOADER_IMAGE                airlock:0.1.0
  *   uploader_pull_policy       AIRLOCK_UPLOADER_IMAGE_PULL_POLICY    IfNotPresent
@@ -74,6 +77,7 @@ struct runtime_kube_options {
 	char *workspace_access_mode;  /* NULL = access_mode */
 	char *runner_image;
 	char *runner_pull_policy;
+	char *dlt_runner_image;
 	json_t *runner_resources;     /* ResourceRequirements or NULL */
 	char *uploader_image;
 	char *uploader_pull_policy;
@@ -95,6 +99,7 @@ struct runtime_kube_options {
 #define RUNTIME_KUBE_DEFAULT_SIZE "10Gi"
 #define RUNTIME_KUBE_DEFAULT_ACCESS_MODE "ReadWriteOnce"
 #define RUNTIME_KUBE_DEFAULT_IMAGE "airlock:" AIRLOCK_VERSION
+#define RUNTIME_KUBE_DEFAULT_DLT_IMAGE "airlock-dlt-runner:" AIRLOCK_VERSION
 #define RUNTIME_KUBE_DEFAULT_PULL_POLICY "IfNotPresent"
 #define RUNTIME_KUBE_DEFAULT_TTL 3600
 #define RUNTIME_KUBE_DEFAULT_DEADLINE 3600

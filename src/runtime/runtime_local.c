@@ -50,6 +50,7 @@ struct runtime_local {
 	char *staging_root;
 	char *workspace_root;
 	char *self_exe;
+	char *dlt_command;  /* runs JOB_IMAGE_DLT jobs; NULL = not set up */
 	char *jobs_dir;
 	char *secrets_dir;
 };
@@ -316,11 +317,24 @@ static int build_spec(struct runtime_local *rl, const struct job_spec *spec, cha
 	int rc = AL_OK;
 
 	*out = NULL;
+	if (spec->image == JOB_IMAGE_DLT && !rl->dlt_command) {
+		rc = al_error_set(AL_ERR_INVALID, "job '%s' needs the dlt runner, which this airlock has not set up: "
+						  "run scripts/dlt-venv.sh and set runners.dltCommand in the configuration "
+						  "(docs/runner.md, \"dlt runner\")", spec->name);
+		goto out;
+	}
 	if (!(argv = json_array()) || !(env = json_object()) || !(mounts = json_array()) ||
-	    json_array_append_new(argv, json_string(rl->self_exe))) {
+	    json_array_append_new(argv, json_string(spec->image == JOB_IMAGE_DLT ? rl->dlt_command : rl->self_exe)) ||
+	    json_object_set_new(env, "AIRLOCK_BIN", json_string(rl->self_exe))) {
 		rc = oom();
 		goto out;
 	}
+	for (size_t i = 0; i < JOB_ENV_MAX; i++)
+		if (spec->env[i].name && json_object_set_new(env, spec->env[i].name, json_string(spec->env[i].value))) {
+			rc = al_error_set(AL_ERR_INVALID, "job '%s': env %s is not valid UTF-8", spec->name,
+					  spec->env[i].name);
+			goto out;
+		}
 	for (size_t i = 0; spec->args[i]; i++) {
 		json_t *s = json_string(spec->args[i]);
 		if (!s) {
@@ -758,6 +772,7 @@ static void local_close(struct runtime *rt)
 	free(rl->staging_root);
 	free(rl->workspace_root);
 	free(rl->self_exe);
+	free(rl->dlt_command);
 	free(rl->jobs_dir);
 	free(rl->secrets_dir);
 	free(rl);
@@ -866,4 +881,25 @@ int runtime_local_open(struct runtime **out, const char *state_dir, const char *
 fail:
 	local_close(&rl->base);
 	return rc;
+}
+
+int runtime_local_set_dlt_command(struct runtime *rt, const char *command)
+{
+	struct runtime_local *rl;
+	char *copy = NULL;
+
+	if (!rt || rt->ops != &local_ops)
+		return al_error_set(AL_ERR_INVALID, "not a local runtime");
+	rl = local_of(rt);
+	if (command && *command) {
+		if (access(command, X_OK) < 0)
+			return al_error_set(AL_ERR_INVALID, "runners.dltCommand %s: %s (run scripts/dlt-venv.sh; the "
+							    "command is runners/dlt/airlock-dlt-runner)",
+					    command, strerror(errno));
+		if (!(copy = util_strdup(command)))
+			return oom();
+	}
+	free(rl->dlt_command);
+	rl->dlt_command = copy;
+	return AL_OK;
 }

@@ -2,6 +2,7 @@
 seed's YAML, the airlock collects the tables by itself, checks them, an
 approver approves the exact manifest, and the data is published read-only."""
 import csv
+import gzip
 import io
 import json
 import os
@@ -165,3 +166,32 @@ def test_missing_credential_fails_with_actionable_reason(airlock, workspace, tmp
     for job_log in (airlock.data / "state" / "jobs").rglob("log"):
         everything += job_log.read_text()
     assert "s3cr3t-Value-XYZ" not in everything
+
+
+def test_gzip_format_and_runner_choice(airlock, workspace, tmp_path):
+    """spec.format csv.gz: the runner writes <table>.csv.gz, which reads back as
+    the same CSV, and the RO-Crate still knows rows and columns. spec.runner
+    dlt on an airlock without the dlt runner set up fails once, saying how."""
+    db = make_source_db(tmp_path / "source.db")
+    text = datasource_yaml("gz-data", db).replace("  connections:", "  format: csv.gz\n  connections:")
+    (tmp_path / "gz.yaml").write_text(text)
+    airlock.cli("apply", "-f", tmp_path / "gz.yaml", "--workspace", workspace, user="eng")
+    ds = airlock.wait_stage("gz-data", "AwaitingApproval")
+    files = {f["path"] for f in ds["status"]["manifest"]["files"]}
+    assert files == {"patients.csv.gz", "attendances.csv.gz", "ro-crate-metadata.json"}, files
+    stage = staging_dir(airlock, ds)
+    with gzip.open(stage / "patients.csv.gz", "rt", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "name", "dob", "weight"] and len(rows) == 101
+    assert rows[7][1] == 'Pat "7", Ñoño\nline2'
+    meta = json.loads((stage / "ro-crate-metadata.json").read_text())
+    ent = {e["@id"]: e for e in meta["@graph"]}["patients.csv.gz"]
+    assert ent["airlock:rowCount"] == 100
+    assert ent["airlock:columns"] == ["id", "name", "dob", "weight"]
+    assert ent["airlock:columnTypes"] == ["INTEGER", "TEXT", "TEXT", "REAL"]
+
+    text = datasource_yaml("dlt-data", db).replace("  connections:", "  runner: dlt\n  connections:")
+    (tmp_path / "dlt.yaml").write_text(text)
+    airlock.cli("apply", "-f", tmp_path / "dlt.yaml", "--workspace", workspace, user="eng")
+    ds = airlock.wait_stage("dlt-data", "Failed")
+    assert "scripts/dlt-venv.sh" in ds["status"]["message"], ds["status"]

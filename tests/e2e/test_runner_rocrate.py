@@ -156,10 +156,10 @@ def test_run_job_errors(source):
     assert not out.exists()
     # unsupported type, url with a password never echoed
     bad = json.loads(json.dumps(ds))
-    bad["spec"]["connections"][0].update(type="databricks", url=f"https://u:{SECRET}@x.example/db")
+    bad["spec"]["connections"][0].update(type="oracle", url=f"https://u:{SECRET}@x.example/db")
     f.write_text(json.dumps(bad))
     r = run("run-job", "--datasource", f, "--output", out)
-    assert r.returncode == 1 and "connection type 'databricks' is not supported" in r.stderr
+    assert r.returncode == 1 and "connection type 'oracle' is not supported" in r.stderr
     assert SECRET not in r.stderr
     # credentials readable by others: refused
     creds.chmod(0o644)

@@ -694,6 +694,32 @@ static void test_preflight_failures(void **state)
 	got = reconcile_until(f, "with-creds", STAGE_FAILED, NULL);
 	assert_non_null(strstr(st_str(got, "message"), "airlock secret set SourceUser"));
 	json_decref(got);
+	/* parquet is the dlt runner's only. */
+	ds = create_ds(f, "parquet-native", "Import", "patients");
+	json_object_set_new(json_object_get(ds, "spec"), "format", json_string("parquet"));
+	{
+		json_t *out = NULL;
+		assert_int_equal(store_update(f->store, ds, NULL, &out), AL_OK);
+		json_decref(out);
+	}
+	json_decref(ds);
+	got = reconcile_until(f, "parquet-native", STAGE_FAILED, NULL);
+	assert_non_null(strstr(st_str(got, "message"), "spec.runner: dlt"));
+	json_decref(got);
+	assert_int_equal(count_entries(jobs, "import-"), 0);
+	/* The dlt runner on an airlock that has not set it up: Failed, saying
+	 * how to set it up, once (not retried). */
+	ds = create_ds(f, "dlt-missing", "Import", "patients");
+	json_object_set_new(json_object_get(ds, "spec"), "runner", json_string("dlt"));
+	{
+		json_t *out = NULL;
+		assert_int_equal(store_update(f->store, ds, NULL, &out), AL_OK);
+		json_decref(out);
+	}
+	json_decref(ds);
+	got = reconcile_until(f, "dlt-missing", STAGE_FAILED, NULL);
+	assert_non_null(strstr(st_str(got, "message"), "scripts/dlt-venv.sh"));
+	json_decref(got);
 	assert_int_equal(count_entries(jobs, "import-"), 0);
 	free(jobs);
 }

@@ -175,11 +175,11 @@ static void test_missing_table(void **state)
 static void test_bad_connection_type(void **state)
 {
 	struct fx *f = *state;
-	json_t *ds = datasource("https://user:TOPSECRET@example/x", "databricks", "t");
+	json_t *ds = datasource("https://user:TOPSECRET@example/x", "oracle", "t");
 	struct runner_options o = { .output_dir = f->out };
 
 	assert_int_equal(runner_run(ds, NULL, &o), AL_ERR_INVALID);
-	assert_non_null(strstr(al_error_message(), "connection type 'databricks' is not supported"));
+	assert_non_null(strstr(al_error_message(), "connection type 'oracle' is not supported"));
 	assert_non_null(strstr(al_error_message(), "supported: sqlite"));
 	assert_null(strstr(al_error_message(), "TOPSECRET"));
 	assert_false(util_path_exists(f->out));

@@ -554,6 +554,54 @@ static void test_job_env(void **state)
 	json_decref(data);
 }
 
+/* JOB_IMAGE_DLT runs the configured dlt command (refused until there is one),
+ * with the spec's plain variables and AIRLOCK_BIN. */
+static void test_job_dlt_image(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const no_args[] = { NULL };
+	struct job_spec spec = {
+		.name = "dlt-job",
+		.args = no_args,
+		.image = JOB_IMAGE_DLT,
+		.env = { { .name = "AIRLOCK_OUTPUT_FORMAT", .value = "parquet" } },
+	};
+	struct job_status st;
+	char *script = util_path_join(f->base, "fake-dlt-runner"), *text = NULL, *want = NULL;
+	FILE *fp;
+
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	assert_non_null(strstr(al_error_message(), "scripts/dlt-venv.sh"));
+	assert_int_equal(runtime_local_set_dlt_command(f->rt, "/no/such/runner"), AL_ERR_INVALID);
+	fp = fopen(script, "w");
+	assert_non_null(fp);
+	fputs("#!/bin/sh\necho \"dlt $# $AIRLOCK_OUTPUT_FORMAT $AIRLOCK_BIN\"\n", fp);
+	fclose(fp);
+	assert_int_equal(chmod(script, 0700), 0);
+	assert_int_equal(runtime_local_set_dlt_command(f->rt, script), AL_OK);
+	start_spec(f->rt, &spec, AL_OK);
+	wait_done(f->rt, "dlt-job", 10000, &st);
+	assert_int_equal(st.phase, JOB_SUCCEEDED);
+	job_status_free(&st);
+	assert_int_equal(runtime_job_logs(f->rt, "dlt-job", &text), AL_OK);
+	assert_int_equal(asprintf(&want, "dlt 0 parquet %s\n", self_exe) > 0, 1);
+	assert_string_equal(text, want);
+	free(want);
+	free(text);
+
+	/* plain variables are checked like mounts' */
+	spec.name = "dlt-bad";
+	spec.env[0].name = "lower";
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	spec.env[0].name = "AIRLOCK_JOB_NAME";
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	/* an airlock-image job still needs a subcommand */
+	spec.env[0].name = "AIRLOCK_OUTPUT_FORMAT";
+	spec.image = JOB_IMAGE_AIRLOCK;
+	start_spec(f->rt, &spec, AL_ERR_INVALID);
+	free(script);
+}
+
 static void test_job_survives_restart(void **state)
 {
 	struct fixture *f = *state;
@@ -820,6 +868,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_job_stop_and_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_supervisor_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_logs_capped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_dlt_image, setup, teardown),
 		cmocka_unit_test(test_shim_usage),
 		cmocka_unit_test_setup_teardown(test_shim_bad_spec_rolls_back, setup, teardown),
 	};
