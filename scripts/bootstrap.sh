@@ -16,7 +16,7 @@ build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev lib
 # Real PostgreSQL and MariaDB servers (and their command-line clients, the
 # benchmark's peers) for the runner's tests.
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
-	postgresql postgresql-client mariadb-server mariadb-client)
+	postgresql postgresql-client mariadb-server mariadb-client time)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
