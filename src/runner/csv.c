@@ -424,6 +424,9 @@ int csv_writer_base64(struct csv_writer *w, const void *data, size_t n)
 		chunk = 3;
 	if ((rc = separator(w)))
 		return rc;
+	/* Zero bytes are "", as an empty string: an empty field means NULL. */
+	if (n == 0)
+		return put(w, "\"\"", 2);
 	while (n) {
 		size_t k = n < chunk ? n : chunk;
 		size_t enc = sodium_base64_encoded_len(k, sodium_base64_VARIANT_ORIGINAL);

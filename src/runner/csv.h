@@ -10,7 +10,8 @@
  *     see both as empty);
  *   - text must be valid UTF-8 (csv_writer_text refuses anything else);
  *   - BLOBs are written as standard base64 (RFC 4648, '+/' alphabet, '='
- *     padding, no line breaks), which never needs quoting;
+ *     padding, no line breaks), which never needs quoting; an empty BLOB is
+ *     "" (like the empty string), so it is not taken for NULL;
  *   - memory is one fixed output buffer whatever the data size: the buffer is
  *     flushed with write(2) when full, and fields larger than it are streamed.
  *

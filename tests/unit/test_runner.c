@@ -134,7 +134,7 @@ static void test_export_bytes(void **state)
 	assert_string_equal(csv, "i,r,s,n,b\r\n"
 				 "1,0.5,plain,x,AP8=\r\n"
 				 "-42,1.0e+20,\"a,b \"\"quoted\"\"\",,\r\n"
-				 "9223372036854775807,0.1,\"line1\r\nline2\",\"\",\r\n"
+				 "9223372036854775807,0.1,\"line1\r\nline2\",\"\",\"\"\r\n" /* empty BLOB: "" */
 				 ",,Zo\xc3\xab caf\xc3\xa9 \xe2\x82\xac,,abc\r\n");
 	free(csv);
 	csv = read_out(f, "we\"ird.csv");
