@@ -162,8 +162,17 @@ static void job_free(struct job *j)
 	free(j->tasks);
 }
 
-/* The table name becomes a file name: keep it to one harmless path part. */
-static int check_table_name(size_t i, const char *name)
+/* The last path segment of a file source's object (its output file). */
+static const char *file_part(const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	return slash ? slash + 1 : name;
+}
+
+/* A table name becomes a file name: keep it to one harmless path part. A
+ * file source's object is a relative path whose last segment names the
+ * file: no empty, "." or ".." segment, not absolute. */
+static int check_table_name(size_t i, const char *name, int is_file)
 {
 	size_t len = strlen(name);
 	if (!len)
@@ -171,7 +180,20 @@ static int check_table_name(size_t i, const char *name)
 	if (len > RUNNER_MAX_TABLE_NAME)
 		return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name: longer than %d bytes", i,
 				    RUNNER_MAX_TABLE_NAME);
-	if (name[0] == '.' || strchr(name, '/'))
+	if (is_file) {
+		for (const char *seg = name; seg;) {
+			const char *end = strchr(seg, '/');
+			size_t n = end ? (size_t)(end - seg) : strlen(seg);
+			if (!n || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+				return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name '%s': a file path "
+								    "relative to the connection's url, without empty, "
+								    "'.' or '..' segments", i, name);
+			seg = end ? end + 1 : NULL;
+		}
+		if (file_part(name)[0] == '.')
+			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name '%s': the file name must "
+							    "not start with '.'", i, name);
+	} else if (name[0] == '.' || strchr(name, '/'))
 		return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name '%s': must not start with '.' "
 						    "or contain '/' (it names the output file)", i, name);
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
@@ -212,13 +234,6 @@ static int plan(const json_t *spec, struct job *j)
 			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name: Required value", i);
 		if (!conn)
 			return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.connection: Required value", i);
-		if ((rc = check_table_name(i, name)))
-			return rc;
-		for (k = 0; k < j->ntasks; k++)
-			if (!strcasecmp(j->tasks[k].table, name))
-				return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name '%s': collected "
-								    "twice (objects[%zu]); table names must be "
-								    "unique as they name the output files", i, name, k);
 		for (ci = 0; ci < json_array_size(conns); ci++) {
 			const char *cn = json_string_value(json_object_get(json_array_get(conns, ci), "name"));
 			if (cn && !strcmp(cn, conn)) {
@@ -247,6 +262,20 @@ static int plan(const json_t *spec, struct job *j)
 				j->sources[k].spec = c;
 				j->sources[k].ops = ops;
 				j->nsources++;
+			}
+		}
+		{
+			int is_file = j->sources[k].ops->fetch_file != NULL;
+			if ((rc = check_table_name(i, name, is_file)))
+				return rc;
+			for (size_t t = 0; t < j->ntasks; t++) {
+				int other_file = j->sources[j->tasks[t].source].ops->fetch_file != NULL;
+				const char *a = is_file ? file_part(name) : name;
+				const char *b = other_file ? file_part(j->tasks[t].table) : j->tasks[t].table;
+				if (!strcasecmp(a, b))
+					return al_error_set(AL_ERR_INVALID, "spec.objects[%zu].table.name '%s': collected "
+									    "twice (objects[%zu]); names must be unique as "
+									    "they name the output files", i, name, t);
 			}
 		}
 		j->tasks[j->ntasks].table = name;
@@ -308,10 +337,10 @@ static int output_name(const struct conn *c, const char *object, enum runner_for
 	return buf_appendf(name, "%s%s", object, format == RUNNER_FORMAT_CSV_GZ ? ".csv.gz" : ".csv");
 }
 
-static void progress_line(void *ctx, const char *table, uint64_t rows)
+/* ctx: what is counted ("rows", or "bytes" for a file). */
+static void progress_line(void *ctx, const char *table, uint64_t count)
 {
-	(void)ctx;
-	fprintf(stderr, "%s: %llu rows ...\n", table, (unsigned long long)rows);
+	fprintf(stderr, "%s: %llu %s ...\n", table, (unsigned long long)count, (const char *)ctx);
 }
 
 /* Makes the crate's extras entry for a table: row count, names, types. */
@@ -367,7 +396,7 @@ static int export_one(struct job *j, size_t i, const struct runner_options *opts
 	}
 	if (c->ops->fetch_file) {
 		keep_part = 1;
-		if ((rc = c->ops->fetch_file(c->src, t->table, part, opts->progress ? progress_line : NULL, NULL, &fr)))
+		if ((rc = c->ops->fetch_file(c->src, t->table, part, opts->progress ? progress_line : NULL, "bytes", &fr)))
 			goto out;
 		fd = open(part, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0) {
@@ -384,7 +413,7 @@ static int export_one(struct job *j, size_t i, const struct runner_options *opts
 							  : csv_writer_init(&w, fd, opts->buffer_size);
 		if (rc)
 			goto out;
-		if ((rc = c->ops->export_table(c->src, t->table, &w, opts->progress ? progress_line : NULL, NULL, &tr)))
+		if ((rc = c->ops->export_table(c->src, t->table, &w, opts->progress ? progress_line : NULL, "rows", &tr)))
 			goto out;
 		if ((rc = csv_writer_finish(&w)))
 			goto out;
@@ -469,7 +498,13 @@ static int describe_sources(const struct job *j, struct buf *name, struct buf *d
 	}
 	if (!rc && j->nsources != 1)
 		rc = buf_appendf(name, "%zu sources", j->nsources);
-	rc = rc ? rc : buf_appends(desc, ", each database read in one transaction; objects: ");
+	{
+		int any_table = 0;
+		for (size_t k = 0; k < j->nsources; k++)
+			any_table |= j->sources[k].ops->fetch_file == NULL;
+		rc = rc ? rc : buf_appends(desc, any_table ? ", each database read in one transaction; objects: "
+							: "; files: ");
+	}
 	for (size_t i = 0; !rc && i < j->ntasks; i++) {
 		rc = buf_appendf(desc, "%s%s", i ? ", " : "", j->tasks[i].table);
 		if (!rc && json_array_append_new(tables, json_string(j->tasks[i].table)))

@@ -12,6 +12,12 @@ static const struct {
 	const struct source_ops *ops;
 } sources[] = {
 	{ "sqlite", &source_sqlite_ops },
+	{ "postgresql", &source_postgresql_ops },
+	{ "postgres", &source_postgresql_ops },
+	{ "mariadb", &source_mariadb_ops },
+	{ "mysql", &source_mariadb_ops },
+	{ "https", &source_https_ops },
+	{ "databricks", &source_databricks_ops },
 };
 
 const struct source_ops *source_find(const char *type)
@@ -27,7 +33,10 @@ const struct source_ops *source_find(const char *type)
 const char *source_types(void)
 {
 	/* Kept in step with the table above. */
-	return "sqlite";
+	return "sqlite"
+	       ", postgresql, postgres"
+	       ", mariadb, mysql"
+	       ", https, databricks";
 }
 
 void source_table_result_free(struct source_table_result *r)
