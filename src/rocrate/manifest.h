@@ -31,6 +31,12 @@
  *   {"files":[{"path":"a.csv","size":123,"sha256":"..."},...],
  *    "fileCount":N, "totalBytes":N, "digest":"<hex>"} */
 int manifest_build(const char *dir, json_t **out);
+/* The same, taking the size and SHA-256 of files the caller has just written
+ * and hashed while writing them from `known` (relative path -> {"size": N,
+ * "sha256": "<hex>"}; may be NULL) instead of reading them again, when the
+ * file still has that size. Only for files this process wrote: the check
+ * job and the publish job always hash for themselves (manifest_build). */
+int manifest_build_known(const char *dir, const json_t *known, json_t **out);
 
 /* The digest of an already-built manifest's "files" array, recomputed (what
  * manifest_build stores in "digest"). out must hold 65 bytes. */

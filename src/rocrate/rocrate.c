@@ -130,7 +130,7 @@ static int file_entity(const char *dir, json_t *graph, json_t *parts, const json
 		goto out;
 	}
 	x = extras ? json_object_get(extras, path) : NULL;
-	if (x) {
+	if (x && json_object_get(x, "rowCount")) {
 		json_t *rows = json_object_get(x, "rowCount"), *cols = json_object_get(x, "columns");
 		json_t *types = json_object_get(x, "columnTypes");
 		if (json_is_integer(rows) && (rc = set_new(e, "airlock:rowCount", json_copy(rows))))
@@ -264,7 +264,7 @@ int rocrate_build(const char *dir, const json_t *datasource, const struct rocrat
 		if (!json_is_object(spec))
 			spec = datasource;
 	}
-	if ((rc = manifest_build(dir, &manifest)))
+	if ((rc = manifest_build_known(dir, file_extras, &manifest)))
 		goto out;
 	if (!date_published) {
 		util_now_rfc3339_seconds(now);

@@ -60,7 +60,9 @@ struct rocrate_action {
  *   action        optional CreateAction information.
  *   file_extras   optional object: relative path -> {"rowCount": N,
  *                 "columns": [names], "columnTypes": [the source's type
- *                 names]} the caller already knows (a runner does);
+ *                 names], "size": N, "sha256": hex} the caller already
+ *                 knows (a runner does; size and sha256 spare reading the
+ *                 file again: manifest_build_known);
  *                 CSV files not in it are streamed to count them.
  *   date_published RFC 3339, or NULL for now.
  */

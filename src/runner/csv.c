@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include <zlib.h>
 
 /* ---- writer ---- */
@@ -24,6 +25,28 @@ int csv_writer_init(struct csv_writer *w, int fd, size_t cap)
 	w->buf = malloc(w->cap);
 	if (!w->buf)
 		return al_error_set(AL_ERR_NOMEM, "out of memory for a %zu byte CSV buffer", w->cap);
+	if (!(w->sha = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL)) {
+		csv_writer_free(w);
+		return al_error_set(AL_ERR_NOMEM, "out of memory for SHA-256");
+	}
+	return AL_OK;
+}
+
+int csv_writer_digest(struct csv_writer *w, char out[65])
+{
+	static const char d[] = "0123456789abcdef";
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	if (!w->sha || !EVP_DigestFinal_ex(w->sha, md, &n) || n != 32)
+		return al_error_set(AL_ERR_INTERNAL, "SHA-256 of the output is not available");
+	EVP_MD_CTX_free(w->sha);
+	w->sha = NULL;
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = d[md[i] >> 4];
+		out[2 * i + 1] = d[md[i] & 15];
+	}
+	out[64] = '\0';
 	return AL_OK;
 }
 
@@ -56,6 +79,8 @@ void csv_writer_free(struct csv_writer *w)
 	}
 	free(w->zbuf);
 	w->zbuf = NULL;
+	EVP_MD_CTX_free(w->sha);
+	w->sha = NULL;
 	free(w->buf);
 	w->buf = NULL;
 	w->len = w->cap = 0;
@@ -63,6 +88,8 @@ void csv_writer_free(struct csv_writer *w)
 
 static int write_all(struct csv_writer *w, const char *p, size_t left)
 {
+	if (w->sha)
+		EVP_DigestUpdate(w->sha, p, left);
 	while (left) {
 		ssize_t n = write(w->fd, p, left);
 		if (n < 0) {

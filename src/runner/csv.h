@@ -41,6 +41,7 @@ struct csv_writer {
 	void *z;          /* zlib stream when writing gzip, else NULL */
 	char *zbuf;       /* its output buffer */
 	size_t zcap;
+	void *sha;        /* SHA-256 of every byte written (EVP_MD_CTX) */
 };
 
 /* cap 0 means CSV_WRITER_DEFAULT_BUFFER. */
@@ -52,6 +53,9 @@ void csv_writer_free(struct csv_writer *w);
 /* Writes out everything, and for gzip the stream's end: after it the
  * file is complete (but not yet fsynced). */
 int csv_writer_finish(struct csv_writer *w);
+/* After csv_writer_finish: the lower-case hex SHA-256 of the bytes written
+ * (what the file holds), so nobody needs to read it again. out: 65 bytes. */
+int csv_writer_digest(struct csv_writer *w, char out[65]);
 /* A text field; AL_ERR_INVALID naming the byte offset when not valid UTF-8
  * (nothing is written then). */
 int csv_writer_text(struct csv_writer *w, const char *s, size_t n);

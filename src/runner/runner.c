@@ -343,8 +343,10 @@ static void progress_line(void *ctx, const char *table, uint64_t count)
 	fprintf(stderr, "%s: %llu %s ...\n", table, (unsigned long long)count, (const char *)ctx);
 }
 
-/* Makes the crate's extras entry for a table: row count, names, types. */
-static int table_extras(json_t *extras, const char *file, const struct source_table_result *r)
+/* Makes the crate's extras entry for a table: row count, names, types, and
+ * the size and SHA-256 hashed while writing. */
+static int table_extras(json_t *extras, const char *file, const struct source_table_result *r, uint64_t size,
+			const char *sha256)
 {
 	json_t *names = json_array(), *types = json_array(), *col, *x;
 	size_t k;
@@ -356,7 +358,8 @@ static int table_extras(json_t *extras, const char *file, const struct source_ta
 		    json_array_append(types, json_object_get(col, "type")))
 			goto nomem;
 	}
-	x = json_pack("{s:I, s:o, s:o}", "rowCount", (json_int_t)r->rows, "columns", names, "columnTypes", types);
+	x = json_pack("{s:I, s:o, s:o, s:I, s:s}", "rowCount", (json_int_t)r->rows, "columns", names, "columnTypes",
+		      types, "size", (json_int_t)size, "sha256", sha256);
 	names = types = NULL;
 	if (!x || json_object_set_new(extras, file, x))
 		goto nomem;
@@ -377,7 +380,7 @@ static int export_one(struct job *j, size_t i, const struct runner_options *opts
 	struct csv_writer w = { .fd = -1 };
 	struct source_table_result tr = { 0 };
 	struct source_file_result fr = { 0 };
-	char *final = NULL, *part = NULL;
+	char *final = NULL, *part = NULL, sha256[65] = "";
 	struct buf name;
 	int64_t t0 = util_monotonic_ms();
 	int fd = -1, rc, keep_part = 0;
@@ -415,7 +418,7 @@ static int export_one(struct job *j, size_t i, const struct runner_options *opts
 			goto out;
 		if ((rc = c->ops->export_table(c->src, t->table, &w, opts->progress ? progress_line : NULL, "rows", &tr)))
 			goto out;
-		if ((rc = csv_writer_finish(&w)))
+		if ((rc = csv_writer_finish(&w)) || (rc = csv_writer_digest(&w, sha256)))
 			goto out;
 	}
 	if (fsync(fd) < 0) {
@@ -432,8 +435,15 @@ static int export_one(struct job *j, size_t i, const struct runner_options *opts
 		rc = al_error_set(AL_ERR_IO, "cannot rename %s to %s: %s", part, final, strerror(errno));
 		goto out;
 	}
-	if (!c->ops->fetch_file && (rc = table_extras(extras, name.ptr, &tr)))
+	if (!c->ops->fetch_file && (rc = table_extras(extras, name.ptr, &tr, w.written, sha256)))
 		goto out;
+	if (c->ops->fetch_file) {
+		json_t *x = json_pack("{s:I, s:s}", "size", (json_int_t)fr.size, "sha256", fr.sha256);
+		if (!x || json_object_set_new(extras, name.ptr, x)) {
+			rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
 	if (opts->progress) {
 		int64_t ms = util_monotonic_ms() - t0;
 		if (c->ops->fetch_file)

@@ -72,6 +72,25 @@ static void test_manifest_known_answer(void **state)
 	json_decref(m);
 }
 
+/* A digest the writer computed is taken while the file has its size;
+ * otherwise the file is read. */
+static void test_manifest_known_digests(void **state)
+{
+	const char *dir = *state;
+	const char *fake = "0000000000000000000000000000000000000000000000000000000000000000";
+	json_t *known = json_pack("{s:{s:i, s:s}, s:{s:i, s:s}}", "a.txt", "size", 6, "sha256", fake, "sub/b.csv",
+				  "size", 999, "sha256", fake);
+	json_t *m = NULL, *files;
+
+	assert_int_equal(manifest_build_known(dir, known, &m), AL_OK);
+	files = json_object_get(m, "files");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "sha256")), fake);
+	assert_string_not_equal(json_string_value(json_object_get(json_array_get(files, 1), "sha256")), fake);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(files, 1), "size")), 20);
+	json_decref(m);
+	json_decref(known);
+}
+
 static void test_manifest_empty_and_changes(void **state)
 {
 	const char *dir = *state;
@@ -228,6 +247,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_manifest_known_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_manifest_empty_and_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_manifest_known_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_manifest_refuses_links_and_fifos, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_metadata_fields_and_no_secrets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_datasource_and_escaping, setup, teardown),
