@@ -598,3 +598,29 @@ def test_mariadb(dlt_python, tmp_path):
         assert p.returncode == 1 and "Access denied" in p.stderr and MARIADB_PASSWORD not in p.stderr
     finally:
         srv.stop()
+
+
+def test_embedded_import_with_the_dlt_runner(dlt_python, airlock_factory, tmp_path):
+    """An Import that chooses spec.runner: dlt and spec.format: parquet, on an
+    embedded airlock whose runners.dltCommand is the repository's wrapper:
+    collected by the dlt runner as a job, checked, awaiting approval, with an
+    RO-Crate that names the dlt runner."""
+    from conftest import datasource_yaml, make_source_db
+    wrapper = REPO / "runners" / "dlt" / "airlock-dlt-runner"
+    airlock = airlock_factory(f"runners:\n  dltCommand: {wrapper}\n")
+    airlock.login("admin")
+    airlock.cli("workspace", "create", "ws-dlt", "--display-name", "dlt")
+    airlock.add_user("eng", "data-engineer", workspaces=["ws-dlt"])
+    db = make_source_db(tmp_path / "source.db")
+    text = datasource_yaml("by-dlt", db).replace("  connections:", "  runner: dlt\n  format: parquet\n  connections:")
+    (tmp_path / "ds.yaml").write_text(text)
+    airlock.cli("apply", "-f", tmp_path / "ds.yaml", "--workspace", "ws-dlt", user="eng")
+    ds = airlock.wait_stage("by-dlt", "AwaitingApproval", timeout=300)
+    files = {f["path"] for f in ds["status"]["manifest"]["files"]}
+    assert files == {"patients.parquet", "attendances.parquet", "ro-crate-metadata.json"}, ds["status"]
+    stage = airlock.data / "staging" / f"ds-{ds['metadata']['uid']}"
+    meta = json.loads((stage / "ro-crate-metadata.json").read_text())
+    runner = [e for e in meta["@graph"] if e.get("@id") == "#runner"][0]
+    assert runner["name"] == "airlock-dlt-runner", runner
+    ent = {e["@id"]: e for e in meta["@graph"]}["patients.parquet"]
+    assert ent["airlock:rowCount"] == 100
