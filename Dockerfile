@@ -25,7 +25,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc make pkg-config \
       libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev \
-      libsodium-dev libssl-dev libcurl4-openssl-dev \
+      libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what `make` reads (see .dockerignore): the sources, the CRDs it embeds
@@ -42,13 +42,15 @@ RUN make -j"$(nproc)" \
 # ---- runtime ------------------------------------------------------------------
 FROM ${DEBIAN_SLIM_IMAGE}
 # Runtime libraries only: libmicrohttpd (HTTP server), jansson (JSON), libyaml,
-# SQLite, libsodium, OpenSSL (libcrypto), libcurl (loaded with dlopen as
-# libcurl.so.4 by the processes that talk HTTP, such as the operator), and the
-# CA bundle that libcurl verifies the API server and source systems with.
+# SQLite, libsodium, OpenSSL (libcrypto), zlib (gzip output), libcurl, libpq
+# and libmariadb (loaded with dlopen as libcurl.so.4, libpq.so.5 and
+# libmariadb.so.3 by the processes that need them: the operator, the job
+# runner), and the CA bundle that libcurl verifies the API server and source
+# systems with.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libjansson4 libyaml-0-2 libsqlite3-0 libsodium23 libssl3 libcurl4 \
-      ca-certificates \
+      libmicrohttpd12 libjansson4 libyaml-0-2 libsqlite3-0 libsodium23 libssl3 zlib1g libcurl4 \
+      libpq5 libmariadb3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 65532 airlock \
  && useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home \
