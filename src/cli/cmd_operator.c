@@ -48,7 +48,7 @@ static void operator_usage(FILE *out)
 		"                        Secret (default $AIRLOCK_NAMESPACE, else the kubeconfig's namespace)\n"
 		"  --watch-namespace NS  whose datasources to reconcile (default $AIRLOCK_WATCH_NAMESPACE;\n"
 		"                        set but empty = every namespace; unset = --namespace)\n"
-		"  --workers N           reconciles run at once (default %d, at most %d)\n"
+		"  --workers N           reconciles run at once (default $AIRLOCK_WORKERS, else %d; at most %d)\n"
 		"  --metrics-listen ADDR /metrics, /healthz, /readyz on ADDR (e.g. 0.0.0.0:9090; default off)\n"
 		"  --leader-election     act only while holding the Lease (several replicas, one acts)\n"
 		"  --lease-name NAME     the Lease (default $AIRLOCK_LEASE_NAME, else %s)\n"
@@ -57,20 +57,21 @@ static void operator_usage(FILE *out)
 		"Environment (set by the Helm chart): AIRLOCK_POD_NAME (the Lease holder identity),\n"
 		"AIRLOCK_LEASE_NAMESPACE, AIRLOCK_LEASE_DURATION_SECONDS (15), AIRLOCK_RENEW_DEADLINE_SECONDS (10),\n"
 		"AIRLOCK_RETRY_PERIOD_SECONDS (2), AIRLOCK_SOURCE_CREDENTIALS_SECRET (%s),\n"
-		"and the runtime's AIRLOCK_* settings (docs/kube-runtime.md).\n"
+		"the runtime's AIRLOCK_* settings (docs/kube-runtime.md), and AIRLOCK_LOG_LEVEL\n"
+		"(debug, info, warn, error; debug logs every Kubernetes API request). Guide: docs/operator.md.\n"
 		"SIGTERM or SIGINT stops it cleanly: the reconciles in progress finish and the Lease is released.\n",
 		KUBE_CONTROLLER_DEFAULT_WORKERS, KUBE_CONTROLLER_MAX_WORKERS, LEADER_DEFAULT_LEASE_NAME,
 		KUBE_CREDS_DEFAULT_SECRET);
 }
 
-static int parse_workers(const char *v, int *out)
+static int parse_workers(const char *what, const char *v, int *out)
 {
 	char *end = NULL;
 	long n;
 	errno = 0;
 	n = strtol(v, &end, 10);
 	if (errno || end == v || *end || n < 1 || n > KUBE_CONTROLLER_MAX_WORKERS)
-		return al_error_set(AL_ERR_INVALID, "--workers \"%s\": must be a whole number from 1 to %d", v,
+		return al_error_set(AL_ERR_INVALID, "%s \"%s\": must be a whole number from 1 to %d", what, v,
 				    KUBE_CONTROLLER_MAX_WORKERS);
 	*out = (int)n;
 	return AL_OK;
@@ -118,7 +119,7 @@ int cmd_operator(int argc, char **argv)
 		case 'n': ns_flag = optarg; break;
 		case 'W': watch_flag = optarg; break;
 		case 'w':
-			if (parse_workers(optarg, &workers)) {
+			if (parse_workers("--workers", optarg, &workers)) {
 				fprintf(stderr, "airlock operator: %s\n", al_error_message());
 				return 2;
 			}
@@ -134,6 +135,12 @@ int cmd_operator(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "airlock operator: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	/* The chart's operator.workers arrives as AIRLOCK_WORKERS; the flag wins. */
+	if (!workers && getenv("AIRLOCK_WORKERS") && *getenv("AIRLOCK_WORKERS") &&
+	    parse_workers("AIRLOCK_WORKERS", getenv("AIRLOCK_WORKERS"), &workers)) {
+		fprintf(stderr, "airlock operator: %s\n", al_error_message());
 		return 2;
 	}
 	if (log_format && *log_format) {

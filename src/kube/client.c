@@ -506,7 +506,12 @@ out:
 		handle_put(kc, curl);
 	}
 	kube_auth_free(&auth);
-	free(text);
+	/* The body may carry a Secret's data (runtime_kube's secret_ensure),
+	 * and the answer may echo it (or be a Secret read back, as kube_creds
+	 * reads the source credentials): neither outlives the request. */
+	wipe_free(text);
+	if (sink.b.ptr)
+		sodium_memzero(sink.b.ptr, sink.b.len);
 	buf_free(&ct);
 	buf_free(&url);
 	buf_free(&sink.b);
@@ -526,6 +531,138 @@ int kube_request(struct kube_client *kc, const char *method, const char *path, c
 		return al_error_set(AL_ERR_INVALID, "kube request: no client");
 	return do_request(kc, method, path, body, content_type, KUBE_REQUEST_TIMEOUT_MS, out_status, out_json,
 			  &retry_after);
+}
+
+/* The answer of kube_request_text: at most `max` bytes, or (tail) the
+ * last `max` bytes of a longer one, holding at most 2 * max while reading. */
+struct text_sink {
+	struct buf b;
+	size_t max;
+	int tail;
+	int too_large;
+};
+
+static size_t on_text(char *data, size_t size, size_t n, void *userdata)
+{
+	struct text_sink *t = userdata;
+	size_t len = size * n;
+
+	if (!t->tail) {
+		if (t->b.len + len > t->max || buf_append(&t->b, data, len) < 0) {
+			t->too_large = 1;
+			return 0;
+		}
+		return len;
+	}
+	if (len >= t->max) {
+		buf_reset(&t->b);
+		return buf_append(&t->b, data + (len - t->max), t->max) < 0 ? 0 : len;
+	}
+	if (t->b.len + len > 2 * t->max) {
+		/* len < max here, so this drops less than b.len and leaves max bytes
+		 * after the append */
+		size_t drop = t->b.len + len - t->max;
+		memmove(t->b.ptr, t->b.ptr + drop, t->b.len - drop);
+		t->b.len -= drop;
+		t->b.ptr[t->b.len] = '\0';
+	}
+	return buf_append(&t->b, data, len) < 0 ? 0 : len;
+}
+
+int kube_request_text(struct kube_client *kc, const char *path, size_t max, int flags, long timeout_ms, char **out,
+		      size_t *out_len)
+{
+	const struct curl_dl *cu;
+	char errbuf[CURL_ERROR_SIZE];
+	struct curl_slist *headers = NULL;
+	struct text_sink sink;
+	struct buf url, auth;
+	CURL *curl = NULL;
+	long status = 0;
+	size_t n;
+	CURLcode cc;
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if (out_len)
+		*out_len = 0;
+	if (!kc || !out)
+		return al_error_set(AL_ERR_INVALID, "kube request: no client or no output");
+	if (max == 0 || max > KUBE_RESPONSE_MAX)
+		return al_error_set(AL_ERR_INVALID, "kube request: the text limit must be from 1 byte to %zu MiB",
+				    KUBE_RESPONSE_MAX >> 20);
+	if (!kube_valid_path(path))
+		return al_error_set(AL_ERR_INVALID,
+				    "kube request: path must start with '/' and hold no spaces, control characters or '#'");
+	cu = kc->cu;
+	sink.max = max;
+	sink.tail = (flags & KUBE_TEXT_TAIL) != 0;
+	sink.too_large = 0;
+	buf_init(&sink.b, sink.tail ? 2 * max : max);
+	buf_init(&url, 0);
+	buf_init(&auth, 4096 + 64 * 1024);
+	if ((rc = buf_appendf(&url, "%s%s", kc->cfg.server, path)) < 0)
+		goto out;
+	if (!(curl = handle_get(kc))) {
+		rc = al_error_set(AL_ERR_NOMEM, "kube request: cannot create a libcurl handle");
+		goto out;
+	}
+	if ((rc = kube_client_setup(kc, curl, errbuf, &headers, &auth)) < 0)
+		goto out;
+	cu->easy_setopt(curl, CURLOPT_URL, url.ptr);
+	cu->easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	cu->easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : KUBE_REQUEST_TIMEOUT_MS);
+	cu->easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_text);
+	cu->easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+	cu->easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	kube_client_count(kc, "GET");
+	cc = cu->easy_perform(curl);
+	if (cc != CURLE_OK) {
+		if (sink.too_large)
+			rc = al_error_set(AL_ERR_TOO_LARGE, "GET %s: the answer is larger than %zu bytes", path, max);
+		else
+			rc = al_error_set(AL_ERR_UNAVAILABLE, "GET %s: cannot reach the Kubernetes API server at %s: %s", path,
+					  kc->cfg.server, errbuf[0] ? errbuf : cu->easy_strerror(cc));
+		goto out;
+	}
+	cu->easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	log_debug("kube GET %s: HTTP %ld", path, status);
+	if (status < 200 || status >= 300) {
+		/* An error answer is a Status object (JSON), not text. */
+		json_error_t jerr;
+		json_t *answer = sink.b.len ? json_loadb(sink.b.ptr, sink.b.len, 0, &jerr) : NULL;
+		rc = kube_status_error(status, answer, "GET", path);
+		json_decref(answer);
+		goto out;
+	}
+	if (sink.b.len > max) {
+		size_t drop = sink.b.len - max;
+		memmove(sink.b.ptr, sink.b.ptr + drop, max);
+		sink.b.len = max;
+		sink.b.ptr[max] = '\0';
+	}
+	n = sink.b.len;
+	if (!(*out = buf_detach(&sink.b))) {
+		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (out_len)
+		*out_len = n;
+	rc = AL_OK;
+out:
+	if (headers)
+		cu->slist_free_all(headers);
+	if (curl) {
+		/* the handle points at our headers and error buffer: forget them */
+		cu->easy_setopt(curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+		cu->easy_setopt(curl, CURLOPT_ERRORBUFFER, (char *)NULL);
+		handle_put(kc, curl);
+	}
+	kube_auth_free(&auth);
+	buf_free(&url);
+	buf_free(&sink.b);
+	return rc;
 }
 
 static void sleep_ms(int64_t ms)

@@ -20,6 +20,9 @@
  *   errors -> AL_ERR_UNAVAILABLE (retryable).
  * kube_request_retry() retries AL_ERR_UNAVAILABLE with exponential back-off
  * and full jitter (honouring Retry-After) until a deadline.
+ * kube_request_text() GETs a text answer (pod logs) with a size cap.
+ * A request's encoded body and the raw answer are wiped (sodium_memzero)
+ * before they are freed: they may carry a Secret's data.
  *
  * Watches: kube_watch() streams a watch on a collection path, splitting the
  * body into lines with a bounded buffer (a line over KUBE_WATCH_LINE_MAX is
@@ -82,6 +85,19 @@ int kube_request(struct kube_client *kc, const char *method, const char *path, c
 /* As kube_request, retrying retryable failures until `deadline_ms` from now. */
 int kube_request_retry(struct kube_client *kc, const char *method, const char *path, const json_t *body,
 		       const char *content_type, int deadline_ms, long *out_status, json_t **out_json);
+
+/* GETs `path`, whose answer is text rather than JSON (a pod's log), into
+ * *out: a new NUL-terminated string (free it), *out_len its length (may be
+ * NULL; the text may hold NUL bytes). At most `max` bytes (1 to 64 MiB) are
+ * kept: with KUBE_TEXT_TAIL the LAST `max` bytes of a longer answer (a log's
+ * end is what matters; at most 2 * max bytes are held while reading), else a
+ * longer answer is AL_ERR_TOO_LARGE. timeout_ms <= 0 means kube_request's
+ * (60 s). An error answer maps onto the error codes as for kube_request,
+ * with the Status' message; a 2xx with no body gives "". Counted as a GET;
+ * not retried. */
+#define KUBE_TEXT_TAIL 1
+int kube_request_text(struct kube_client *kc, const char *path, size_t max, int flags, long timeout_ms, char **out,
+		      size_t *out_len);
 
 /* Called for every watch event. `type` is ADDED, MODIFIED, DELETED or
  * BOOKMARK; `object` is borrowed. Return non-zero to stop the watch. */

@@ -15,10 +15,7 @@
  * precondition, so an object replaced in between by someone else's is not
  * deleted either. This is what keeps a workspace's own claim safe.
  *
- * Job logs are plain text, which kube_request (JSON only) cannot carry, so
- * get_text() below does that one request over the kube client's connection
- * settings (kube_internal.h). It belongs in src/kube (kube_request_text) and
- * should move there.
+ * Job logs are plain text: kube_request_text (kube.h) reads them.
  */
 #include "runtime/runtime_kube.h"
 #include "common/buf.h"
@@ -26,7 +23,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "kube/kube.h"
-#include "kube/kube_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -1164,106 +1160,6 @@ out:
 
 /* ---- logs ---------------------------------------------------------------- */
 
-/* Keeps the last `keep` bytes of a stream, in at most 2 * keep + 1 bytes. */
-struct tail_sink {
-	struct buf b;
-	size_t keep;
-};
-
-static size_t on_tail(char *data, size_t size, size_t n, void *userdata)
-{
-	struct tail_sink *t = userdata;
-	size_t len = size * n;
-	const char *p = data;
-
-	if (len >= t->keep) {
-		p = data + (len - t->keep);
-		buf_reset(&t->b);
-		return buf_append(&t->b, p, t->keep) < 0 ? 0 : len;
-	}
-	if (t->b.len + len > 2 * t->keep) {
-		size_t drop = t->b.len + len - t->keep; /* leaves keep bytes after the append */
-		memmove(t->b.ptr, t->b.ptr + drop, t->b.len - drop);
-		t->b.len -= drop;
-		t->b.ptr[t->b.len] = '\0';
-	}
-	return buf_append(&t->b, p, len) < 0 ? 0 : len;
-}
-
-/*
- * GET `path`, whose answer is text: the last `keep` bytes of it in *out.
- * The pod log API's limitBytes keeps the first bytes, and a job's result is
- * its last line, so the whole log is read and only its tail kept.
- */
-static int get_text(struct runtime_kube *rk, const char *path, size_t keep, char **out)
-{
-	const struct curl_dl *cu = kube_client_curl(rk->kc);
-	char errbuf[CURL_ERROR_SIZE];
-	struct curl_slist *headers = NULL;
-	struct tail_sink sink;
-	struct buf url, auth;
-	CURL *curl = NULL;
-	long status = 0;
-	CURLcode cc;
-	int rc;
-
-	*out = NULL;
-	buf_init(&sink.b, 2 * keep + 1);
-	sink.keep = keep;
-	buf_init(&url, 0);
-	buf_init(&auth, 4096 + 64 * 1024);
-	if (!kube_valid_path(path)) {
-		rc = al_error_set(AL_ERR_INVALID, "GET %s: not a valid request path", path);
-		goto out;
-	}
-	if ((rc = buf_appendf(&url, "%s%s", kube_client_server(rk->kc), path)) < 0)
-		goto out;
-	if (!(curl = cu->easy_init())) {
-		rc = al_error_set(AL_ERR_NOMEM, "kube request: cannot create a libcurl handle");
-		goto out;
-	}
-	if ((rc = kube_client_setup(rk->kc, curl, errbuf, &headers, &auth)) < 0)
-		goto out;
-	cu->easy_setopt(curl, CURLOPT_URL, url.ptr);
-	cu->easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	cu->easy_setopt(curl, CURLOPT_TIMEOUT_MS, LOGS_TIMEOUT_MS);
-	cu->easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_tail);
-	cu->easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
-	cu->easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-	kube_client_count(rk->kc, "GET");
-	cc = cu->easy_perform(curl);
-	if (cc != CURLE_OK) {
-		rc = al_error_set(AL_ERR_UNAVAILABLE, "GET %s: cannot reach the Kubernetes API server at %s: %s", path,
-				  kube_client_server(rk->kc), errbuf[0] ? errbuf : cu->easy_strerror(cc));
-		goto out;
-	}
-	cu->easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	if (status < 200 || status >= 300) {
-		json_error_t jerr;
-		json_t *answer = sink.b.len ? json_loadb(sink.b.ptr, sink.b.len, 0, &jerr) : NULL;
-		rc = kube_status_error(status, answer, "GET", path);
-		json_decref(answer);
-		goto out;
-	}
-	if (sink.b.len > keep) {
-		size_t drop = sink.b.len - keep;
-		memmove(sink.b.ptr, sink.b.ptr + drop, keep);
-		sink.b.len = keep;
-		sink.b.ptr[keep] = '\0';
-	}
-	if (!(*out = buf_detach(&sink.b)))
-		rc = oom();
-out:
-	if (headers)
-		cu->slist_free_all(headers);
-	if (curl)
-		cu->easy_cleanup(curl);
-	kube_auth_free(&auth);
-	buf_free(&url);
-	buf_free(&sink.b);
-	return rc;
-}
-
 static int kube_job_logs(struct runtime *rt, const char *name, char **out)
 {
 	struct runtime_kube *rk = kube_of(rt);
@@ -1296,7 +1192,10 @@ static int kube_job_logs(struct runtime *rt, const char *name, char **out)
 	}
 	if ((rc = buf_appendf(&q, "%s?container=%s", path, JOB_CONTAINER)))
 		goto out;
-	rc = get_text(rk, buf_cstr(&q), RUNTIME_JOB_LOGS_MAX, out);
+	/* The pod log API's limitBytes keeps the first bytes, and a job's
+	 * result is its last line, so the whole log is read and only its tail
+	 * kept. */
+	rc = kube_request_text(rk->kc, buf_cstr(&q), RUNTIME_JOB_LOGS_MAX, KUBE_TEXT_TAIL, LOGS_TIMEOUT_MS, out, NULL);
 	if (rc == AL_ERR_INVALID || rc == AL_ERR_NOT_FOUND || rc == AL_ERR_UNAVAILABLE || rc == AL_ERR_IO) {
 		/* The kubelet serves logs: a pod on no node, a node gone, a
 		 * container not started yet. Worth asking again later. */

@@ -34,6 +34,8 @@ VALUE_SETS = {
     "frontend": ["--set", "frontend.enabled=true"],
     "frontend-clusterWide": ["--set", "frontend.enabled=true,clusterWide=true"],
     "one-replica": ["--set", "operator.replicas=1"],
+    "tuned": ["--set", "operator.workers=8,runner.default=dlt,storage.workspaceAccessMode=ReadWriteMany,"
+              "workloads.runAsUser=1000,workloads.runAsGroup=1000,workloads.fsGroup=1000"],
 }
 
 # The operator's rules, exactly as docs/helm.md lists them:
@@ -263,6 +265,66 @@ def test_template_renders(helm_bin, name):
     assert not any(o["kind"] == "ServiceMonitor" for o in objs)
     assert any(o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-frontend")
                for o in objs) == name.startswith("frontend")
+
+
+def _operator_env(objs: list[dict]) -> dict[str, str | None]:
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-operator"))
+    return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def _runtime_env_vars() -> set[str]:
+    """Every AIRLOCK_* variable runtime_kube_options_from_env() reads (from the
+    source, so a variable added there and not to the chart fails here)."""
+    src = (REPO / "src" / "runtime" / "runtime_kube.c").read_text()
+    start = src.index("int runtime_kube_options_from_env(")
+    body = src[start:src.index("\n}\n", start)]
+    names = set(re.findall(r'"(AIRLOCK_[A-Z_]+)"', body))
+    assert len(names) > 20, names
+    return names
+
+
+def test_every_runtime_setting_comes_from_a_chart_value(helm_bin):
+    env = _operator_env(docs(render(helm_bin)))
+    # AIRLOCK_NAMESPACE: the operator gets --namespace (and AIRLOCK_LEASE_NAMESPACE) instead.
+    missing = sorted(_runtime_env_vars() - {"AIRLOCK_NAMESPACE"} - set(env))
+    assert not missing, f"runtime_kube_options_from_env reads {missing}, which the chart never sets"
+    readme = (CHART / "README.md").read_text()
+    undocumented = [v for v in env if v.startswith("AIRLOCK_") and f"`{v}`" not in readme]
+    assert not undocumented, f"the chart README's 'What the operator receives' lacks {undocumented}"
+
+
+def test_new_operator_values_render(helm_bin):
+    env = _operator_env(docs(render(helm_bin)))
+    assert env["AIRLOCK_WORKERS"] == "4"
+    assert env["AIRLOCK_DEFAULT_RUNNER"] == "native"
+    assert env["AIRLOCK_WORKSPACE_STORAGE_CLASS"] == "jupyter-default"
+    assert env["AIRLOCK_WORKSPACE_VOLUME_SIZE"] == "10Gi"
+    assert env["AIRLOCK_WORKSPACE_VOLUME_ACCESS_MODE"] == ""      # = AIRLOCK_VOLUME_ACCESS_MODE
+    assert (env["AIRLOCK_RUN_AS_USER"], env["AIRLOCK_RUN_AS_GROUP"], env["AIRLOCK_FS_GROUP"]) == \
+        ("65532", "65532", "65532")
+    env = _operator_env(docs(render(
+        helm_bin, "--set", "operator.workers=12,runner.default=dlt,storage.workspaceStorageClass=ws-class,"
+        "storage.workspaceSize=50Gi,storage.workspaceAccessMode=ReadWriteMany,workloads.runAsUser=1000,"
+        "workloads.runAsGroup=2000,workloads.fsGroup=3000")))
+    assert env["AIRLOCK_WORKERS"] == "12"
+    assert env["AIRLOCK_DEFAULT_RUNNER"] == "dlt"
+    assert env["AIRLOCK_WORKSPACE_STORAGE_CLASS"] == "ws-class"
+    assert env["AIRLOCK_WORKSPACE_VOLUME_SIZE"] == "50Gi"
+    assert env["AIRLOCK_WORKSPACE_VOLUME_ACCESS_MODE"] == "ReadWriteMany"
+    assert (env["AIRLOCK_RUN_AS_USER"], env["AIRLOCK_RUN_AS_GROUP"], env["AIRLOCK_FS_GROUP"]) == \
+        ("1000", "2000", "3000")
+
+
+@pytest.mark.parametrize("setting,needle", [
+    ("operator.workers=0", "operator.workers"),
+    ("operator.workers=65", "operator.workers"),
+    ("runner.default=python", "runner.default"),
+    ("workloads.runAsUser=0", "workloads.runAsUser"),
+    ("workloads.fsGroup=0", "workloads.runAsUser, runAsGroup and fsGroup"),
+])
+def test_bad_new_values_are_refused(helm_bin, setting, needle):
+    out = helm(helm_bin, "template", "airlock", str(CHART), "--set", setting, check=False)
+    assert out.returncode != 0 and needle in out.stderr, out.stderr
 
 
 def test_service_monitor_is_optional(helm_bin):

@@ -12,6 +12,13 @@ deleted goes through the operator's finalizer.
 
 The binary is bin/airlock (build it with `make`); AIRLOCK_OPERATOR_BIN
 names another (e.g. build/sanitize/bin/airlock).
+
+Most tests share one API server (the session's `kube`) and one namespace
+(`op`). Two need a quiet world of their own (`quiet`): a second API server
+started with --watch-cache=false, because only then does compacting etcd
+reach a watch (with the watch cache the API server answers old
+resourceVersions from its own history), and with nothing else in it, so
+that the reconciles of one datasource can be counted.
 """
 from __future__ import annotations
 
@@ -19,7 +26,9 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +37,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from kubeenv import KubeEnv, KubeUser
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "airlock"
@@ -96,7 +107,8 @@ def wait_for(what: str, fn, timeout: float = 30, interval: float = 0.2):
 class Operator:
     """One `airlock operator` process (a replica)."""
 
-    def __init__(self, env_, binary: Path, ns: str, name: str, log_dir: Path, workers: int = 2):
+    def __init__(self, env_, binary: Path, ns: str, name: str, log_dir: Path, workers: int = 2,
+                 kubeconfig: Path | None = None):
         self.kube, self.ns, self.name = env_, ns, name
         self.log_path = log_dir / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
@@ -104,7 +116,7 @@ class Operator:
                    AIRLOCK_WATCH_NAMESPACE=ns, AIRLOCK_LEASE_NAMESPACE=ns)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(binary), "operator", "--kubeconfig", str(env_.kubeconfig("operator")), "--namespace", ns,
+            [str(binary), "operator", "--kubeconfig", str(kubeconfig or env_.kubeconfig("operator")), "--namespace", ns,
              "--metrics-listen", "127.0.0.1:0", "--leader-election", "--workers", str(workers)],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
         self.port = int(wait_for(f"{name}'s metrics port", self._port, timeout=20))
@@ -158,6 +170,7 @@ class Env:
     def __init__(self, kube, ns: str, log_dir: Path, binary: Path):
         self.kube, self.ns, self.log_dir, self.binary = kube, ns, log_dir, binary
         self.operators: list[Operator] = []
+        self.proxy: CutProxy | None = None
 
     def start(self, name: str, **kw) -> Operator:
         op = Operator(self.kube, self.binary, self.ns, name, self.log_dir, **kw)
@@ -206,11 +219,11 @@ class Env:
     def status(self, name: str) -> dict:
         return self.ds(name).get("status", {})
 
-    def wait_status(self, name: str, timeout: float = 30, **want) -> dict:
+    def wait_status(self, name: str, timeout: float = 30, interval: float = 0.2, **want) -> dict:
         def ok():
             st = self.status(name)
             return st if all(st.get(k) == v for k, v in want.items()) else None
-        return wait_for(f"{name} status {want}", ok, timeout)
+        return wait_for(f"{name} status {want}", ok, timeout, interval)
 
     def events(self, name: str) -> list[dict]:
         return [e for e in self.items("events") if e["involvedObject"].get("name") == name]
@@ -246,13 +259,10 @@ def owned_by(obj: dict, ds: dict) -> bool:
                and r.get("controller") for r in obj["metadata"].get("ownerReferences", []))
 
 
-@pytest.fixture(scope="module")
-def op(kube, tmp_path_factory):
-    """A workload namespace with the chart's Role for the operator's
-    ServiceAccount, the source-credentials Secret, a workspace's own claim,
-    and one operator replica ("op-a")."""
-    binary = airlock_bin()
-    ns = f"op-{uuid.uuid4().hex[:8]}"
+def prepare_namespace(kube, ns: str):
+    """A workload namespace with the chart's ServiceAccount, Role and
+    RoleBinding for the operator, the source-credentials Secret and a
+    workspace's own claim."""
     kube.kubectl("create", "namespace", ns)
     manifest = kube.helm("template", "airlock", str(CHART), "-n", "airlock",
                          "--set", f"namespace={ns},watchNamespace={ns}").stdout
@@ -267,13 +277,129 @@ def op(kube, tmp_path_factory):
     kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": WORKSPACE},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+
+
+def stop_all(env: Env):
+    codes = {o.name: o.stop(signal.SIGTERM) for o in env.operators if o.alive()}
+    # A clean stop exits 0 (under ASan, also without leaks or errors).
+    assert all(c == 0 for c in codes.values()), codes
+
+
+@pytest.fixture(scope="module")
+def op(kube, tmp_path_factory):
+    """A workload namespace with the chart's Role for the operator's
+    ServiceAccount, the source-credentials Secret, a workspace's own claim,
+    and one operator replica ("op-a")."""
+    binary = airlock_bin()
+    ns = f"op-{uuid.uuid4().hex[:8]}"
+    prepare_namespace(kube, ns)
     env = Env(kube, ns, tmp_path_factory.mktemp("operator-logs"), binary)
     a = env.start("op-a")
     wait_for("op-a to lead", a.leading, timeout=LEASE_DURATION * 3)
     yield env
-    codes = {o.name: o.stop(signal.SIGTERM) for o in env.operators if o.alive()}
-    # A clean stop exits 0 (under ASan, also without leaks or errors).
-    assert all(c == 0 for c in codes.values()), codes
+    stop_all(env)
+
+
+class CutProxy:
+    """A TCP forwarder from a loopback port to the API server (TLS passes
+    through untouched). cut() closes every connection through it at once, as
+    a load balancer's restart or a network blip would: the only way to end
+    the operator's watch (its timeout is 4 to 6 minutes) without restarting
+    the API server."""
+
+    def __init__(self, target_port: int):
+        self.target = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> int:
+        """Closes every connection; returns how many there were."""
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        return len(socks) // 2
+
+    def close(self):
+        self.listener.close()
+        self.cut()
+
+
+@pytest.fixture(scope="module")
+def quiet(kube_bin, tmp_path_factory):
+    """An API server of its own with --watch-cache=false (compacting etcd
+    then reaches a watch: 410), one workload namespace, and one operator
+    ("op-q", the only one there) that reaches the API server through a
+    CutProxy (env.proxy)."""
+    binary = airlock_bin()
+    operator = KubeUser("system:serviceaccount:airlock:airlock-operator",
+                        ["system:serviceaccounts", "system:serviceaccounts:airlock", "system:authenticated"])
+    kube = KubeEnv(kube_bin, users={"operator": operator}, watch_cache=False)
+    kube.start()
+    proxy = None
+    env = None
+    try:
+        kube.apply_crds(REPO / "deploy" / "crds")
+        kube.kubectl("create", "namespace", "airlock")
+        ns = f"quiet-{uuid.uuid4().hex[:8]}"
+        prepare_namespace(kube, ns)
+        proxy = CutProxy(kube.port)
+        cfg = json.loads(kube.kubeconfig("operator").read_text())
+        cfg["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+        log_dir = tmp_path_factory.mktemp("operator-quiet-logs")
+        via_proxy = log_dir / "kubeconfig-operator-via-proxy"
+        via_proxy.write_text(json.dumps(cfg))
+        via_proxy.chmod(0o600)
+        env = Env(kube, ns, log_dir, binary)
+        env.proxy = proxy
+        q = env.start("op-q", workers=4, kubeconfig=via_proxy)
+        wait_for("op-q to lead", q.leading, timeout=LEASE_DURATION * 3)
+        yield env
+        stop_all(env)
+    finally:
+        for o in (env.operators if env else []):
+            if o.alive():
+                o.stop(signal.SIGKILL)
+        if proxy:
+            proxy.close()
+        kube.stop()
 
 
 def test_import_creates_claim_secrets_and_hardened_job(op):
@@ -421,6 +547,49 @@ def test_metrics_and_probes(op):
     assert a.get("/nope")[0] == 404
 
 
+def settle(o: Operator, still: float = 1.5, timeout: float = 30):
+    """Waits until `o` has run no reconcile for `still` seconds (the work
+    queue is not empty then: a Collecting datasource waits in it for its
+    60 s safety-net poll)."""
+    deadline = time.monotonic() + timeout
+    last, since = o.metrics()["airlock_reconcile_total"], time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = o.metrics()["airlock_reconcile_total"]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= still:
+            return
+    raise AssertionError(f"{o.name} kept reconciling for {timeout} s")
+
+
+JOB_COMPLETE = {"startTime": T0, "active": 0, "succeeded": 1, "completionTime": T1, "conditions": [
+    {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": T1},
+    {"type": "Complete", "status": "True", "lastTransitionTime": T1}]}
+
+
+def test_job_end_wakes_its_datasource_at_once(op):
+    """The Job watch: a running Job is looked at again only by the 60 s
+    safety-net poll, so a datasource that reaches Completed within seconds
+    of its Job's end was woken by the Job watch."""
+    a = op.operators[0]
+    ds = op.apply_ds(import_ds("job-wakeup"))
+    job = f"import-{ds['metadata']['uid']}-1"
+    op.wait_status("job-wakeup", stage="Collecting")
+    wait_for("the import job", lambda: op.get("job", job))
+    # Let the reconcile that started the job end (it asked to be polled in 60 s).
+    settle(a)
+    before = a.metrics()["airlock_job_wakeups_total"]
+    t0 = time.monotonic()
+    op.patch_job(job, JOB_COMPLETE)
+    st = op.wait_status("job-wakeup", dataState="Completed", timeout=20, interval=0.05)
+    took = time.monotonic() - t0
+    assert took < 5, f"Completed {took:.1f} s after the Job ended (the safety-net poll is 60 s)"
+    assert st["stage"] == "Checking"
+    assert a.metrics()["airlock_job_wakeups_total"] > before
+    print(f"Job Complete -> dataState Completed in {took * 1000:.0f} ms")
+
+
 def test_two_operators_one_leader_and_failover(op):
     a = op.operators[0]
     b = op.start("op-b")
@@ -528,3 +697,115 @@ def test_apiserver_restart_watch_recovers(op):
     op.wait_status("after-restart", stage="Collecting", timeout=60)
     assert leader.metrics()["airlock_watch_restarts_total"] > before
     assert leader.alive()
+
+
+# ---- a quiet API server of its own (no watch cache) ----------------------------------------------
+
+def test_own_write_echoes_are_skipped_and_reconciles_stay_few(quiet):
+    """The reconcile goes straight on after its own transition and skips the
+    watch echo of its own writes. op-q is alone with this one datasource, so
+    its counters count this datasource's reconciles.
+
+    What one Import needs, from creation to its Job: (1) the ADDED event:
+    add the finalizer (and the binding); (2) the status patch to READY:
+    claim, Collecting, and - going straight on - the Secrets and the Job;
+    (3) the watch echo of the Collecting write: skipped. The echo of the
+    finalizer write carries no work (no READY yet) and is not even queued,
+    unless READY came first. Races add at most two: a 409 when READY lands
+    between reading and writing the finalizer (a retry), and one event
+    coalesced behind a reconcile in progress. Hence at most 3 reconciles that
+    do work and at most 6 in all. Without the echo skip each own write would
+    cost one more pass; without going straight on, one more per transition;
+    and the old 200/500 ms job polling cost dozens."""
+    q = quiet.operators[0]
+    settle(q)
+    before = q.metrics()
+    ds = quiet.apply_ds(import_ds("echo-check"))
+    job = f"import-{ds['metadata']['uid']}-1"
+    quiet.wait_status("echo-check", stage="Collecting")
+    wait_for("the import job", lambda: quiet.get("job", job))
+    wait_for("the echo of the Collecting write to be skipped",
+             lambda: q.metrics()["airlock_watch_echoes_skipped_total"] > before["airlock_watch_echoes_skipped_total"])
+    settle(q, still=2)  # anything late would show now
+    after = q.metrics()
+    reconciles = after["airlock_reconcile_total"] - before["airlock_reconcile_total"]
+    echoes = after["airlock_watch_echoes_skipped_total"] - before["airlock_watch_echoes_skipped_total"]
+    print(f"one Import to its Job: {reconciles:.0f} reconciles, {echoes:.0f} echoes skipped, "
+          f"{after['airlock_reconcile_conflicts_total'] - before['airlock_reconcile_conflicts_total']:.0f} conflicts")
+    assert echoes >= 1
+    assert reconciles <= 6, f"{reconciles} reconciles for one datasource"
+    assert reconciles - echoes <= 3, f"{reconciles - echoes} reconciles that did work"
+    assert after["airlock_reconcile_errors_total"] == before["airlock_reconcile_errors_total"]
+    # One status write (Collecting): the echo skip never swallowed a needed pass.
+    assert after['airlock_kube_requests_total{verb="PATCH"}'] - before['airlock_kube_requests_total{verb="PATCH"}'] <= 2
+
+
+def test_compaction_410_under_the_controllers_own_watch_relists(quiet):
+    """etcd compaction forcing a 410 under the controller's own datasource
+    watch. op-q is stopped (SIGSTOP) and its connections cut, so its watch
+    ends at the resourceVersion of the last event it saw; meanwhile
+    datasources are created and modified and etcd is compacted past them.
+    Resumed (SIGCONT), it watches again from that resourceVersion, gets 410,
+    relists, and reconciles what was created during the gap."""
+    q = quiet.operators[0]
+    quiet.apply_ds(import_ds("before-gap"))
+    quiet.wait_status("before-gap", stage="Collecting")
+    settle(q)
+    before = q.metrics()
+    log_from = len(q.text())
+    gap = [f"gap-{i:02d}" for i in range(20)]
+    q.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert quiet.proxy.cut() >= 2, "op-q had no connections open (its two watches at least)"
+        docs = [import_ds(n, creds=False) for n in gap]
+        quiet.kube.kubectl("apply", "-n", quiet.ns, "-f", "-", input=yaml.safe_dump_all(docs))
+        quiet.k("annotate", "awds", *gap, "airlock.test/touched=1")
+        quiet.k("label", "awds", *gap, "airlock.test/round=2")
+        quiet.apply_ds(import_ds("during-gap"))
+        compacted = quiet.kube.compact_etcd()
+        stopped_at = time.monotonic()
+    finally:
+        q.proc.send_signal(signal.SIGCONT)
+    st = quiet.wait_status("during-gap", stage="Collecting", timeout=60)
+    took = time.monotonic() - stopped_at
+    uid = quiet.ds("during-gap")["metadata"]["uid"]
+    wait_for("the job of during-gap", lambda: quiet.get("job", f"import-{uid}-1"))
+    assert st["job"]["name"] == f"import-{uid}-1"
+    # Every datasource made during the gap was listed and reconciled (finalizer, binding).
+    wait_for("the gap's datasources to get the finalizer", lambda: all(
+        FINALIZER in o["metadata"].get("finalizers", []) for o in quiet.items("awds")
+        if o["metadata"]["name"].startswith("gap-")), timeout=60)
+    assert len([o for o in quiet.items("awds") if o["metadata"]["name"].startswith("gap-")]) == len(gap)
+    wait_for("the gap's bindings", lambda: len([b for b in quiet.items("awdb")
+                                                if b["metadata"]["name"].startswith("dsb-gap-")]) == len(gap))
+    after = q.metrics()
+    log = q.text()[log_from:]
+    gone = [line for line in log.splitlines()
+            if re.search(r"watch analyticsworkspacedatasources: GET .*(too old|[Ee]xpired|relist)", line)]
+    print(f"compacted at revision {compacted}; during-gap Collecting {took:.1f} s after SIGCONT; "
+          f"watch restarts {before['airlock_watch_restarts_total']:.0f} -> {after['airlock_watch_restarts_total']:.0f}")
+    print("\n".join(gone))
+    assert gone, f"op-q's log does not show the 410 on its datasource watch:\n{log[-4000:]}"
+    assert after["airlock_watch_restarts_total"] > before["airlock_watch_restarts_total"]
+    assert q.alive() and q.leading()
+    assert not [line for line in log.splitlines() if '"level":"error"' in line]
+
+
+def test_audit_records_verify_offline(quiet):
+    """The operator's audit records (AirlockAuditRecord, in the workload
+    namespace) form one hash chain that `airlock audit verify --file`
+    accepts, exported as docs/operator.md shows; system actions name the
+    operator as the system."""
+    records = sorted((o["spec"] for o in quiet.items("airlockauditrecords")), key=lambda r: r["seq"])
+    assert len(records) >= 20, len(records)
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    actions = {r["action"] for r in records}
+    assert {"bind", "collect-start"} <= actions, actions
+    assert all(r["actor"] == {"type": "system", "name": "airlock-operator"}
+               for r in records if r["action"] in ("bind", "collect-start")), records[:3]
+    export = quiet.log_dir / "audit.jsonl"
+    export.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    proc = subprocess.run([str(quiet.binary), "audit", "verify", "--file", str(export)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert PASSWORD not in export.read_text()

@@ -655,6 +655,15 @@ static json_t *status_obj(int code, const char *reason, const char *message)
 			 "status", "Failure", "message", message, "reason", reason, "code", code);
 }
 
+/* A long text answer (several libcurl writes): byte i is 'a' + i % 26,
+ * except a newline every 100 bytes. Filled by setup_fake. */
+static char big_text[300 * 1024 + 7];
+
+static char big_byte(size_t i)
+{
+	return i % 100 == 99 ? '\n' : (char)('a' + i % 26);
+}
+
 static const char WATCH_BODY[] =
 	"{\"type\":\"ADDED\",\"object\":{\"kind\":\"AnalyticsWorkspaceDataSource\",\"metadata\":{\"name\":\"ds1\",\"resourceVersion\":\"11\"}}}\n"
 	"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"ds1\",\"resourceVersion\":\"12\"}}}\r\n"
@@ -701,6 +710,12 @@ static void fake_handler(void *userdata, const struct http_request *req, struct 
 			http_response_json(resp, 400, status_obj(400, "BadRequest", "body is not JSON"));
 		else
 			http_response_json(resp, 201, o);
+	} else if (!strcmp(p, "/text/log")) {
+		http_response_text(resp, 200, "line 1\nline 2\nAIRLOCK-RESULT {\"ok\":true}\n");
+	} else if (!strcmp(p, "/text/big")) {
+		http_response_bytes(resp, 200, "text/plain", big_text, sizeof(big_text));
+	} else if (!strcmp(p, "/text/none")) {
+		http_response_bytes(resp, 204, "text/plain", "", 0);
 	} else if (!strcmp(p, "/echo")) {
 		http_response_json(resp, 200, json_pack("{s:s}", "method", req->method));
 	} else if (!strcmp(p, "/empty")) {
@@ -789,6 +804,8 @@ static int setup_fake(void **state)
 	assert_non_null(f);
 	setup_tmp(state);
 	memset(&fake, 0, sizeof(fake));
+	for (size_t i = 0; i < sizeof(big_text); i++)
+		big_text[i] = big_byte(i);
 	assert_int_equal(http_server_start(&f->srv, "127.0.0.1", 0, 0, fake_handler, NULL), AL_OK);
 	snprintf(f->server, sizeof(f->server), "http://127.0.0.1:%u", (unsigned)http_server_port(f->srv));
 	cfg.server = f->server;
@@ -861,6 +878,92 @@ static void test_request_basics(void **state)
 	assert_int_equal(kube_request(f->kc, "GET", "/a\r\nX: y", NULL, NULL, NULL, NULL), AL_ERR_INVALID);
 	assert_int_equal(kube_request(f->kc, "POST", "/echo", json_true(), "a\r\nX: y", NULL, NULL), AL_ERR_INVALID);
 	assert_int_equal(kube_request(NULL, "GET", "/echo", NULL, NULL, NULL, NULL), AL_ERR_INVALID);
+	assert_int_equal(fake.calls, 0);
+}
+
+/* kube_request_text: text answers (pod logs) with a cap, the tail kept or a
+ * longer answer refused, errors mapped as kube_request's, counted as GETs. */
+static void test_request_text(void **state)
+{
+	struct fixture *f = *state;
+	unsigned long long before[KUBE_VERB_N], after[KUBE_VERB_N];
+	char *out = NULL;
+	size_t len = 0;
+
+	kube_client_request_counts(f->kc, before);
+	assert_int_equal(kube_request_text(f->kc, "/text/log", 1024, 0, 0, &out, &len), AL_OK);
+	assert_string_equal(out, "line 1\nline 2\nAIRLOCK-RESULT {\"ok\":true}\n");
+	assert_int_equal(len, strlen(out));
+	assert_string_equal(fake.method, "GET");
+	assert_string_equal(fake.auth, "Bearer secret-token-123");
+	free(out);
+
+	/* the tail: the last 21 bytes, the result line */
+	assert_int_equal(kube_request_text(f->kc, "/text/log", 21, KUBE_TEXT_TAIL, 5000, &out, &len), AL_OK);
+	assert_string_equal(out, "AIRLOCK-RESULT {\"ok\":true}\n" + 6);
+	assert_int_equal(len, 21);
+	free(out);
+	/* without KUBE_TEXT_TAIL a longer answer is refused, nothing handed out */
+	out = (char *)1;
+	assert_int_equal(kube_request_text(f->kc, "/text/log", 21, 0, 0, &out, &len), AL_ERR_TOO_LARGE);
+	assert_null(out);
+	assert_int_equal(len, 0);
+	assert_non_null(strstr(al_error_message(), "GET /text/log: the answer is larger than 21 bytes"));
+
+	/* a long answer in many pieces: exactly its last bytes, for caps below,
+	 * at and above a libcurl write */
+	{
+		const size_t caps[] = { 1, 99, 100, 4096, 16384, 16385, 100000, sizeof(big_text), sizeof(big_text) + 10 };
+		for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+			size_t want = caps[c] < sizeof(big_text) ? caps[c] : sizeof(big_text);
+			size_t from = sizeof(big_text) - want;
+			assert_int_equal(kube_request_text(f->kc, "/text/big", caps[c], KUBE_TEXT_TAIL, 0, &out, &len), AL_OK);
+			assert_int_equal(len, want);
+			for (size_t i = 0; i < want; i++)
+				if (out[i] != big_byte(from + i))
+					fail_msg("cap %zu: byte %zu is %d, not %d", caps[c], i, out[i], big_byte(from + i));
+			assert_int_equal(out[len], '\0');
+			free(out);
+		}
+		assert_int_equal(kube_request_text(f->kc, "/text/big", sizeof(big_text), 0, 0, &out, NULL), AL_OK);
+		assert_memory_equal(out, big_text, sizeof(big_text));
+		free(out);
+		assert_int_equal(kube_request_text(f->kc, "/text/big", sizeof(big_text) - 1, 0, 0, &out, NULL),
+				 AL_ERR_TOO_LARGE);
+		assert_null(out);
+	}
+
+	/* no content: "" */
+	assert_int_equal(kube_request_text(f->kc, "/text/none", 10, KUBE_TEXT_TAIL, 0, &out, &len), AL_OK);
+	assert_string_equal(out, "");
+	assert_int_equal(len, 0);
+	free(out);
+
+	/* error answers: the Status' message, the same codes as kube_request */
+	assert_int_equal(kube_request_text(f->kc, "/status/404", 1024, KUBE_TEXT_TAIL, 0, &out, NULL), AL_ERR_NOT_FOUND);
+	assert_null(out);
+	assert_string_equal(al_error_message(), "GET /status/404: configmaps \"x\" not found");
+	assert_int_equal(kube_request_text(f->kc, "/status/400", 1024, 0, 0, &out, NULL), AL_ERR_INVALID);
+	assert_string_equal(al_error_message(), "GET /status/400: bad thing");
+	assert_int_equal(kube_request_text(f->kc, "/status/500", 1024, 0, 0, &out, NULL), AL_ERR_UNAVAILABLE);
+	assert_int_equal(kube_request_text(f->kc, "/status/503-plain", 1024, 0, 0, &out, NULL), AL_ERR_UNAVAILABLE);
+	assert_string_equal(al_error_message(), "GET /status/503-plain: HTTP 503");
+	assert_int_equal(kube_request_text(f->kc, "/status/410", 1024, 0, 0, &out, NULL), AL_ERR_GONE);
+	assert_int_equal(kube_request_text(f->kc, "/redirect", 1024, 0, 0, &out, NULL), AL_ERR_IO);
+	assert_null(strstr(al_error_message(), "secret-token"));
+	kube_client_request_counts(f->kc, after);
+	assert_int_equal(after[KUBE_VERB_GET] - before[KUBE_VERB_GET], 3 + 9 + 2 + 1 + 6);
+	assert_int_equal(after[KUBE_VERB_POST], before[KUBE_VERB_POST]);
+
+	/* bad arguments never reach the server */
+	fake.calls = 0;
+	assert_int_equal(kube_request_text(f->kc, "text/log", 10, 0, 0, &out, NULL), AL_ERR_INVALID);
+	assert_int_equal(kube_request_text(f->kc, "/a b", 10, 0, 0, &out, NULL), AL_ERR_INVALID);
+	assert_int_equal(kube_request_text(f->kc, "/text/log", 0, 0, 0, &out, NULL), AL_ERR_INVALID);
+	assert_int_equal(kube_request_text(f->kc, "/text/log", ((size_t)64 << 20) + 1, 0, 0, &out, NULL), AL_ERR_INVALID);
+	assert_int_equal(kube_request_text(NULL, "/text/log", 10, 0, 0, &out, NULL), AL_ERR_INVALID);
+	assert_int_equal(kube_request_text(f->kc, "/text/log", 10, 0, 0, NULL, NULL), AL_ERR_INVALID);
+	assert_null(out);
 	assert_int_equal(fake.calls, 0);
 }
 
@@ -1380,6 +1483,7 @@ int main(void)
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test_setup_teardown(test_request_basics, setup_fake, teardown_fake),
 		cmocka_unit_test_setup_teardown(test_status_mapping, setup_fake, teardown_fake),
+		cmocka_unit_test_setup_teardown(test_request_text, setup_fake, teardown_fake),
 		cmocka_unit_test(test_network_error),
 		cmocka_unit_test_setup_teardown(test_retry, setup_fake, teardown_fake),
 		cmocka_unit_test_setup_teardown(test_token_file_rotation, setup_fake, teardown_fake),
