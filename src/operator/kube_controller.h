@@ -7,10 +7,13 @@
  *  - one watch thread lists the AnalyticsWorkspaceDataSources of the watched
  *    namespace (or every namespace), then watches from the list's
  *    resourceVersion with bookmarks and a randomised timeout; a 410 (or three
- *    failures in a row) relists; every `resync_seconds` and whenever this
- *    replica becomes the leader it lists again. Only keys go into the work
+ *    failures in a row) relists; every `resync_seconds` it lists again. A
+ *    standby watches too and keeps its queue, so the keys are waiting when
+ *    it becomes the leader. Only keys go into the work
  *    queue (workqueue.h), which coalesces them and rate-limits retries; the
- *    workers read each object fresh, so no cache of the objects is kept.
+ *    workers take the object of the key's last watch event when there is
+ *    one (held only while the key waits) and read it fresh otherwise; no
+ *    cache of all objects is kept.
  *  - a second watch thread lists and watches the Jobs of the workload
  *    namespace that the runtime made (RUNTIME_KUBE_SELECTOR); a Job that
  *    ends or is deleted queues the datasource named by its owner annotation,
