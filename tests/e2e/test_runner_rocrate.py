@@ -237,3 +237,39 @@ def test_rocrate_build_any_directory(source):
     (d / "link").symlink_to("/etc/passwd")
     r = run("rocrate", "build", d)
     assert r.returncode == 1 and "symbolic link" in r.stderr
+
+
+def test_full_disk_fails_cleanly_and_retry_succeeds(tmp_path):
+    """The output volume fills up mid-table: exit 1 with a message that says
+    the volume is full, no <table>.csv and no .part left; with room, the same
+    job succeeds. The small volume is a 256 KiB tmpfs mounted in a private
+    mount namespace (unshare; as an unprivileged user too, in a user
+    namespace)."""
+    db = tmp_path / "big.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t(id INTEGER, note TEXT)")
+    con.executemany("INSERT INTO t VALUES(?, ?)", [(i, "x" * 100) for i in range(20000)])  # ~2 MB of CSV
+    con.commit()
+    con.close()
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"spec": {"type": "Import", "displayName": "Full disk",
+                                       "connections": [{"type": "sqlite", "name": "src", "url": f"sqlite://{db}"}],
+                                       "objects": [{"table": {"name": "t", "connection": "src"}}]}}))
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    bin_path = os.path.abspath(AIRLOCK_BIN)
+    script = (f'mount -t tmpfs -o size=256k tmpfs "{mnt}" || exit 99; '
+              f'"{bin_path}" run-job --quiet --datasource "{ds}" --output "{mnt}/out"; rc=$?; '
+              f'ls -A "{mnt}/out"; exit $rc')
+    p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 99, f"cannot mount a tmpfs in a private namespace: {p.stderr}"
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "volume is full" in p.stderr and "No space left on device" in p.stderr, p.stderr
+    left = p.stdout.split()
+    assert "t.csv" not in left and not any(n.endswith(".part") for n in left), left
+    # With room, the same job succeeds.
+    out = tmp_path / "roomy"
+    r = run("run-job", "--quiet", "--datasource", ds, "--output", out)
+    assert r.returncode == 0, r.stderr
+    assert len(read_csv(out / "t.csv")) == 20001
