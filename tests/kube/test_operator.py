@@ -47,6 +47,7 @@ SEED_UPLOADED = REPO / "tests" / "fixtures" / "resources" / "valid" / "seed-uplo
 FINALIZER = "xlscsde.nhs.uk/airlock-cleanup"
 WORKSPACE = "advanced-generic-workspace"
 RUNNER_IMAGE = "registry.example.org/airlock:9.9.9"
+DLT_IMAGE = "registry.example.org/airlock-dlt-runner:9.9.9"
 PASSWORD = "s3cr3t-Pa55word-never-logged"
 SETTINGS = {
     "AIRLOCK_LOG_FORMAT": "json",
@@ -58,6 +59,7 @@ SETTINGS = {
     "AIRLOCK_SOURCE_CREDENTIALS_SECRET": "airlock-source-credentials",
     "AIRLOCK_RUNNER_IMAGE": RUNNER_IMAGE,
     "AIRLOCK_RUNNER_IMAGE_PULL_POLICY": "IfNotPresent",
+    "AIRLOCK_DLT_RUNNER_IMAGE": DLT_IMAGE,
     "AIRLOCK_RUNNER_RESOURCES": json.dumps({"requests": {"cpu": "100m", "memory": "128Mi"},
                                             "limits": {"cpu": "1", "memory": "1Gi"}}),
     "AIRLOCK_JOB_ACTIVE_DEADLINE_SECONDS": "3600",
@@ -490,6 +492,38 @@ def test_unknown_connection_type_fails_with_reason_no_crash_loop(op):
     assert op.ds("unknown-type")["metadata"]["resourceVersion"] == rv
     assert len([e for e in op.events("unknown-type") if e["type"] == "Warning"]) == 1
     assert all(o.alive() for o in op.operators)
+
+
+def test_runner_and_format_choose_the_job(op):
+    """spec.runner and spec.format decide the Job: the dlt runner's image
+    (its entrypoint is the runner: no args) or the airlock image with
+    run-job, and AIRLOCK_OUTPUT_FORMAT; parquet with the native runner fails
+    before any Job."""
+    def job_of(name):
+        ds = op.ds(name)
+        return wait_for(f"the job of {name}", lambda: op.get("job", f"import-{ds['metadata']['uid']}-1"))
+
+    ds = import_ds("by-dlt")
+    ds["spec"].update(runner="dlt", format="parquet")
+    op.apply_ds(ds)
+    [c] = job_of("by-dlt")["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == DLT_IMAGE and not c.get("args"), c
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["AIRLOCK_OUTPUT_FORMAT"] == "parquet", env
+
+    ds = import_ds("native-gz")
+    ds["spec"]["format"] = "csv.gz"
+    op.apply_ds(ds)
+    [c] = job_of("native-gz")["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == RUNNER_IMAGE and c["args"] == ["run-job"], c
+    assert {e["name"]: e.get("value") for e in c["env"]}["AIRLOCK_OUTPUT_FORMAT"] == "csv.gz"
+
+    ds = import_ds("parquet-native")
+    ds["spec"]["format"] = "parquet"
+    op.apply_ds(ds)
+    st = op.wait_status("parquet-native", dataState="Failed")
+    assert "spec.runner: dlt" in st["message"], st
+    assert not op.exists("job", f"import-{op.ds('parquet-native')['metadata']['uid']}-1")
 
 
 def test_missing_credential_fails_with_reason(op):
