@@ -45,7 +45,9 @@ static void rocrate_usage(FILE *out)
 		     "                  Nothing in it may be a secret.\n"
 		     "  --extras FILE   JSON object of what the runner knows per file, by relative path:\n"
 		     "                  {\"patients.csv\": {\"rowCount\": 5, \"columns\": [\"id\", ...],\n"
-		     "                                    \"columnTypes\": [\"INTEGER\", ...]}}\n");
+		     "                                    \"columnTypes\": [\"INTEGER\", ...]}}\n"
+		     "                  and \"size\" (bytes) with \"sha256\" (hex) when it hashed the file while\n"
+		     "                  writing it (used only while the file still has that size).\n");
 }
 
 static int load_json_file(const char *what, const char *path, size_t max, json_t **out)
@@ -173,7 +175,7 @@ static int check_string_array(const json_t *v, const char *path, const char *fil
 }
 
 /* Shape of rocrate_build's file_extras: relative path -> {rowCount,
- * columns, columnTypes}, all optional. */
+ * columns, columnTypes, size, sha256}, all optional. */
 static int check_extras(const json_t *extras, const char *path)
 {
 	const char *file, *key;
@@ -195,9 +197,20 @@ static int check_extras(const json_t *extras, const char *path)
 			} else if (!strcmp(key, "columns") || !strcmp(key, "columnTypes")) {
 				if ((rc = check_string_array(v, path, file, key)))
 					return rc;
+			} else if (!strcmp(key, "size")) {
+				if (!json_is_integer(v) || json_integer_value(v) < 0)
+					return al_error_set(AL_ERR_INVALID, "extras file %s: '%s'.size must be a "
+									    "non-negative integer", path, file);
+			} else if (!strcmp(key, "sha256")) {
+				const char *hex = json_string_value(v);
+				if (!hex || strlen(hex) != UTIL_SHA256_HEX_LEN ||
+				    strspn(hex, "0123456789abcdef") != UTIL_SHA256_HEX_LEN)
+					return al_error_set(AL_ERR_INVALID, "extras file %s: '%s'.sha256 must be 64 "
+									    "lowercase hex digits", path, file);
 			} else {
 				return al_error_set(AL_ERR_INVALID, "extras file %s: '%s': unknown key '%s' (known: "
-								    "rowCount, columns, columnTypes)", path, file, key);
+								    "rowCount, columns, columnTypes, size, sha256)", path, file,
+						    key);
 			}
 		}
 	}

@@ -40,7 +40,7 @@
 /* What the dlt runner (runners/dlt) collects from; keep in step with it. The
  * native runner's are its sources' (runner/source.h). */
 static const char *const dlt_runner_types[] = { "sqlite", "postgresql", "postgres", "mysql", "mariadb",
-						"mssql", "databricks", NULL };
+						"mssql", "sqlserver", "databricks", "https", NULL };
 
 /* The runner and the output format of an Import: spec.runner (else the
  * deployment's default) and spec.format (else csv). */
@@ -236,7 +236,7 @@ static int import_preflight(struct operator_ctx *ctx, const json_t *ds, struct b
 		ok = runner_supports(ctx, ds, type);
 		if (!ok && uses_dlt(ctx, ds))
 			return buf_appendf(why, "connection '%s' has type '%s', which the dlt runner cannot collect from "
-						"(supported: sqlite, postgresql, mysql, mariadb, mssql, databricks)",
+						"(supported: sqlite, postgresql, mysql, mariadb, mssql, databricks, https)",
 					   conn_name, type ? type : "");
 		if (!ok)
 			return buf_appendf(why, "connection '%s' has type '%s', which this airlock cannot collect from "

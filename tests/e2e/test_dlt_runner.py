@@ -16,6 +16,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import struct
@@ -29,6 +30,11 @@ from rocrate.rocrate import ROCrate
 from conftest import datasource_yaml, make_source_db
 from mariadbserver import MariaDBServer
 from pgserver import PgServer
+# The native runner's https tests' TLS file server, and its fixture (`server`).
+from test_source_https import PASSWORD as FILES_PASSWORD
+from test_source_https import QUERY_SECRET
+from test_source_https import job as files_job
+from test_source_https import server  # noqa: F401 (a pytest fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 AIRLOCK_BIN = os.path.abspath(os.environ.get("AIRLOCK_BIN", str(REPO / "bin" / "airlock")))
@@ -260,10 +266,11 @@ def test_faults(dlt_python, sqlite_source):
     p = attempt(bad)
     assert p.returncode == 1 and "connection type 'oracle' is not supported by airlock-dlt-runner" in p.stderr
     assert not out.exists()
-    # https is the native runner's.
-    bad["spec"]["connections"][0].update(type="https", url="https://files.example/data")
+    # An https url carrying a password is refused without echoing it, before any request.
+    bad["spec"]["connections"][0].update(type="https", url=f"https://u:{SECRET}@files.example/data")
     p = attempt(bad)
-    assert p.returncode == 1 and "https connections (files) are collected by the native runner" in p.stderr
+    assert p.returncode == 1 and "must not contain a user name or password" in p.stderr, p.stderr
+    assert not out.exists()
     # A database url carrying a password is refused without echoing it.
     bad["spec"]["connections"][0].update(type="postgresql", url=f"postgresql://u:{SECRET}@127.0.0.1:1/gm")
     p = attempt(bad)
@@ -398,6 +405,15 @@ def test_rocrate_build_action_and_extras(tmp_path):
     refused({"t.csv": {"rowCount": -1}}, "extras", "rowCount must be a non-negative integer")
     refused({"../t.csv": {}}, "extras", "must be a path relative")
     refused({"t.csv": {"columns": [1]}}, "extras", "columns[0] must be a string")
+    refused({"t.csv": {"size": -1}}, "extras", "size must be a non-negative integer")
+    refused({"t.csv": {"sha256": "AB" * 32}}, "extras", "sha256 must be 64 lowercase hex digits")
+    # size and sha256 from the writer are used while the file has that size, else it is hashed.
+    real = hashlib.sha256((d / "t.csv").read_bytes()).hexdigest()
+    for size, want in ((10, "0" * 64), (11, real)):
+        ef.write_text(json.dumps({"t.csv": {"size": size, "sha256": "0" * 64}}))
+        r = run_native("rocrate", "build", d, "--action", af, "--extras", ef)
+        assert r.returncode == 0, r.stderr
+        assert graph(d)["t.csv"]["sha256"] == want
     assert run_native("rocrate", "build", d, "--action").returncode == 2
 
 
@@ -624,3 +640,150 @@ def test_embedded_import_with_the_dlt_runner(dlt_python, airlock_factory, tmp_pa
     assert runner["name"] == "airlock-dlt-runner", runner
     ent = {e["@id"]: e for e in meta["@graph"]}["patients.parquet"]
     assert ent["airlock:rowCount"] == 100
+
+
+# -- https files (dlt's filesystem source) ------------------------------------------
+
+
+def run_files(py, tmp: Path, server, dsf, cf, *args, ca=True):
+    extra = {"AIRLOCK_CA_FILE": str(server.cert)} if ca else {}
+    out = tmp / "out"
+    p = run_dlt(py, tmp, "--datasource", dsf, "--output", out, "--credentials", cf, *args,
+                env=runner_env(tmp / "runner-tmp", **extra))
+    texts = [p.stdout, p.stderr]
+    if (out / "ro-crate-metadata.json").exists():
+        texts.append((out / "ro-crate-metadata.json").read_text())
+    for t in texts:
+        assert FILES_PASSWORD not in t and QUERY_SECRET not in t and "sig=" not in t
+    return p, out
+
+
+def test_https_files_basic_auth_and_crate(dlt_python, server, tmp_path):
+    """Files as they are, under the native runner's https contract: basic
+    auth, a pre-signed query sent on every request and never shown, paths
+    relative to the base url, DIR/<last segment>, and the crate's sha256 and
+    size those of the file (hashed by the runner while writing)."""
+    a = os.urandom(700_000)
+    b = "naïve,data\r\n1,2\r\n".encode()
+    server.put("big.bin", a)
+    server.put("sub/data file[1].csv", b)
+    server.basic = ("alice", FILES_PASSWORD)
+    server.need_query = "sig=" + QUERY_SECRET
+    server.head_allowed = False  # the check falls back to a one-byte GET
+    dsf, cf = files_job(tmp_path, f"https://127.0.0.1:{server.port}/data?sig={QUERY_SECRET}",
+                        ["big.bin", "sub/data file[1].csv"], {"FilesUser": "alice", "FilesPassword": FILES_PASSWORD})
+    # --format concerns tables: files are written as they are.
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf, "--format", "parquet")
+    assert p.returncode == 0, p.stderr
+    assert "big.bin: 700000 bytes written to big.bin" in p.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["big.bin", "data file[1].csv", "ro-crate-metadata.json"]
+    assert (out / "big.bin").read_bytes() == a
+    assert (out / "data file[1].csv").read_bytes() == b
+    # Every request had the credentials and the query exactly as written; the
+    # name's '[' and space were sent percent-encoded (a literal name, not a glob).
+    reqs = server.gets("big.bin") + server.gets("big.bin", "HEAD") + server.gets("sub/data file[1].csv")
+    assert reqs and all(r["headers"].get("authorization", "").startswith("Basic ") for r in reqs)
+    assert all(r["query"] == "sig=" + QUERY_SECRET for r in server.requests)
+    assert any(r["path"] == "/data/sub/data%20file%5B1%5D.csv" for r in server.requests)
+    assert [r for r in server.gets("big.bin") if r["headers"].get("range") == "bytes=0-0"]
+    crate = ROCrate(str(out))
+    ents = {e.id: e for e in crate.data_entities}
+    assert set(ents) == {"big.bin", "data%20file%5B1%5D.csv"}, set(ents)
+    assert ents["big.bin"]["sha256"] == hashlib.sha256(a).hexdigest()
+    assert str(ents["big.bin"]["contentSize"]) == str(len(a))
+    assert ents["data%20file%5B1%5D.csv"]["sha256"] == hashlib.sha256(b).hexdigest()
+    g = graph(out)
+    assert g["#runner"]["name"] == "airlock-dlt-runner"
+    assert g["#source"]["airlock:connectionTypes"] == ["https"] and g["#source"]["airlock:hosts"] == ["127.0.0.1"]
+    assert "filesystem" in g["#source"]["airlock:extractor"]
+    act = [e for e in g.values() if e.get("@type") == "CreateAction"][0]
+    assert act["actionStatus"] == "CompletedActionStatus"
+
+
+def test_https_bearer_token_and_digest(dlt_python, server, tmp_path):
+    data = os.urandom(50_000)
+    server.put("f.bin", data)
+    server.bearer = FILES_PASSWORD
+    server.digest_header = "Digest"
+    dsf, cf = files_job(tmp_path, f"https://127.0.0.1:{server.port}/data/", ["f.bin"],
+                        {"FilesPassword": FILES_PASSWORD}, user_key=None)
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf)
+    assert p.returncode == 0, p.stderr
+    assert (out / "f.bin").read_bytes() == data
+    # A server whose digest does not match: the file is refused, nothing left.
+    shutil.rmtree(out)
+    server.bad_digest = True
+    server.digest_header = "Repr-Digest"
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf)
+    assert p.returncode == 1
+    assert "checksum mismatch" in p.stderr and "Repr-Digest" in p.stderr, p.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["ro-crate-metadata.json"]
+    act = [e for e in graph(out).values() if e.get("@type") == "CreateAction"][0]
+    assert act["actionStatus"] == "FailedActionStatus"
+
+
+def test_https_wrong_credentials(dlt_python, server, tmp_path):
+    server.put("f.bin", b"data")
+    server.basic = ("alice", "the-right-one")
+    dsf, cf = files_job(tmp_path, f"https://127.0.0.1:{server.port}/data/?sig={QUERY_SECRET}", ["f.bin"],
+                        {"FilesUser": "alice", "FilesPassword": FILES_PASSWORD})
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf)
+    assert p.returncode == 1
+    assert "HTTP 401" in p.stderr and "'FilesUser'" in p.stderr and "'FilesPassword'" in p.stderr, p.stderr
+    assert f"https://127.0.0.1:{server.port}/data/f.bin" in p.stderr  # the url, without its query
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # checked before anything was written
+
+
+def test_https_missing_file(dlt_python, server, tmp_path):
+    server.put("f.bin", b"data")
+    dsf, cf = files_job(tmp_path, f"https://127.0.0.1:{server.port}/data/", ["f.bin", "nope.bin"])
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf)
+    assert p.returncode == 1
+    assert "'nope.bin' not found" in p.stderr and "HTTP 404" in p.stderr, p.stderr
+    assert not out.exists()
+
+
+def test_https_tls_verified_and_http_refused(dlt_python, server, tmp_path):
+    server.put("f.bin", b"data")
+    dsf, cf = files_job(tmp_path, f"https://127.0.0.1:{server.port}/data/", ["f.bin"])
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf, ca=False)
+    assert p.returncode == 1
+    assert "TLS failed" in p.stderr and "AIRLOCK_CA_FILE" in p.stderr, p.stderr
+    assert not out.exists()
+    assert not server.gets("f.bin")  # nothing was asked over an unverified connection
+    dsf, cf = files_job(tmp_path, f"http://127.0.0.1:{server.port}/data/", ["f.bin"])
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf)
+    assert p.returncode == 1 and "use https://" in p.stderr, p.stderr
+
+
+def test_https_broken_transfer_is_not_resumed(dlt_python, server, tmp_path):
+    """dlt's filesystem source cannot resume (docs/runner.md): a cut leaves no
+    .part, the crate says Failed, and the retry downloads the whole file."""
+    data = os.urandom(1_000_000)
+
+    class CutTheDownload(dict):
+        """The server's cut is for its next GET, and dlt's listing makes one
+        (its body dropped) before the download: cut the second instead."""
+        armed = True
+
+        def get(self, name, default=None):
+            gets = server.gets(name) if isinstance(name, str) else []
+            if self.armed and len(gets) == 2:
+                self.armed = False
+                server.cut_after = 300_000
+            return super().get(name, default)
+
+    server.files = CutTheDownload()
+    server.put("big.bin", data)
+    dsf, cf = files_job(tmp_path, f"https://127.0.0.1:{server.port}/data/", ["big.bin"])
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf)
+    assert p.returncode == 1
+    assert "broke off" in p.stderr and "run the job again" in p.stderr, p.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["ro-crate-metadata.json"]
+    act = [e for e in graph(out).values() if e.get("@type") == "CreateAction"][0]
+    assert act["actionStatus"] == "FailedActionStatus" and "big.bin" in act["error"]
+    p, out = run_files(dlt_python, tmp_path, server, dsf, cf)
+    assert p.returncode == 0, p.stderr
+    assert (out / "big.bin").read_bytes() == data
+    assert all("range" not in r["headers"] for r in server.gets("big.bin")[-2:])

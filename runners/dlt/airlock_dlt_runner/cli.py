@@ -1,11 +1,11 @@
 """python -m airlock_dlt_runner: the dlt job runner's command line and run.
 
 Order of work, as the native runner's (docs/runner.md):
-  1. inputs read and checked; every connection opened and every table found
-     and reflected by dlt before anything is written (bad input changes
-     nothing, DIR is not even created);
-  2. tables collected in spec order, each into <file>.part, fsynced, renamed;
-     on failure the .part goes and finished tables stay;
+  1. inputs read and checked; every connection opened, every table found
+     and reflected by dlt and every file asked for (https) before anything is
+     written (bad input changes nothing, DIR is not even created);
+  2. objects collected in spec order, each into <file>.part, fsynced,
+     renamed; on failure the .part goes and finished ones stay;
   3. ro-crate-metadata.json written by `airlock rocrate build` in both cases,
      with CompletedActionStatus or FailedActionStatus and the error.
 
@@ -36,9 +36,10 @@ USAGE = f"""usage: python -m airlock_dlt_runner [--datasource FILE] [--output DI
 
 The airlock's dlt job runner ({RUNNER_NAME} {__version__}). Collects every spec.objects[].table of an
 AnalyticsWorkspaceDataSource (JSON or YAML) with dlt's sql_database source into DIR/<table>.csv
-(RFC 4180, CRLF, header row), DIR/<table>.csv.gz or DIR/<table>.parquet, and writes
-DIR/ro-crate-metadata.json with `airlock rocrate build`.
-Connection types: sqlite, postgresql, mysql, mariadb, mssql, databricks (runners/dlt/README.md).
+(RFC 4180, CRLF, header row), DIR/<table>.csv.gz or DIR/<table>.parquet, downloads https files with
+dlt's filesystem source into DIR/<file name> as they are, and writes DIR/ro-crate-metadata.json
+with `airlock rocrate build`.
+Connection types: sqlite, postgresql, mysql, mariadb, mssql, databricks, https (runners/dlt/README.md).
 The credentials file is a JSON object of key -> string with mode 0600 or stricter.
 A flag that is absent is taken from the environment: --datasource from $AIRLOCK_DATASOURCE_FILE,
 --output from $AIRLOCK_OUTPUT_DIR, --credentials from $AIRLOCK_CREDENTIALS_FILE, --format from
@@ -167,6 +168,8 @@ class Runner:
         import dlt
         from dlt.common import logger as dlt_logger
 
+        from .files import HttpsSource
+        from .inputs import FILE_TYPES
         from .sources import Source, redact_url_parts
 
         # dlt (re)creates its logger "dlt" when it resolves its runtime settings
@@ -184,12 +187,15 @@ class Runner:
         prepared = []
         try:
             for c in plan.connections:
-                src = Source(c, credentials)
+                src = HttpsSource(c, credentials) if c.type in FILE_TYPES else Source(c, credentials)
                 self.sources[c.name] = src
                 src.open()
             for t in plan.tasks:
                 src = self.sources[t.connection.name]
                 ref = src.check(t.table)
+                if t.is_file:
+                    prepared.append((t, src, ref, None, None))
+                    continue
                 resource, table, types = src.resource(ref)
                 prepared.append((t, src, resource, table, types))
             try:
@@ -202,7 +208,10 @@ class Runner:
             error = None
             for t, src, resource, table, types in prepared:
                 try:
-                    self.export(t.table, src, resource, table, types, extras)
+                    if t.is_file:
+                        self.export_file(t.table, src, extras)
+                    else:
+                        self.export(t.table, src, resource, table, types, extras)
                 except RunnerError as e:
                     error = one_line(str(e))
                     break
@@ -266,6 +275,31 @@ class Runner:
         extras[file] = {"rowCount": rows, "columns": names, "columnTypes": [types.get(n, "") for n in names]}
         self.say(f"{name}: {rows} rows, {len(names)} columns written to {file} ({time.monotonic() - t0:.3f} s)")
 
+    def export_file(self, name: str, src, extras: dict) -> None:
+        """One file of a file connection, as it is: DIR/<last segment>, via
+        <file>.part; its size and SHA-256 (hashed while writing) go to the
+        crate so `airlock rocrate build` need not read it again."""
+        from .files import file_name
+        from .writers import PartFile
+
+        t0 = time.monotonic()
+        file = file_name(name)
+        part = PartFile(self.out_dir, file)
+        try:
+            def write(data: bytes) -> None:
+                try:
+                    part.f.write(data)
+                except OSError as e:
+                    raise part.io_error(e) from None
+
+            result = src.fetch(name, write, lambda n: self.say(f"{name}: {n} bytes ..."))
+            part.commit()
+        except BaseException:
+            part.abort()
+            raise
+        extras[file] = {"size": result.size, "sha256": result.sha256}
+        self.say(f"{name}: {result.size} bytes written to {file} ({time.monotonic() - t0:.3f} s)")
+
     @staticmethod
     def _empty_schema(resource, names: list[str]):
         """An empty table's Parquet schema, from dlt's reflected column types."""
@@ -293,7 +327,7 @@ class Runner:
         for c in plan.connections:
             src = self.sources[c.name]
             d = src.describe()
-            what = f"{c.type} database"
+            what = f"{c.type} {'files' if getattr(src, 'files', False) else 'database'}"
             if d["database"]:
                 what += f" {d['database']}"
             if d["host"]:
@@ -304,8 +338,16 @@ class Runner:
             hosts.append(d["host"])
             dbs.append(d["database"])
             versions.append(d["serverVersion"])
-        snap = all(getattr(self.sources[c.name], "one_snapshot", False) for c in plan.connections)
+        dbconns = [c for c in plan.connections if not getattr(self.sources[c.name], "files", False)]
+        snap = all(getattr(self.sources[c.name], "one_snapshot", False) for c in dbconns)
         how = ("each database read from one snapshot" if snap else "each table read in its own transaction")
+        hows, extractors = [], []
+        if dbconns:
+            hows.append(f"extracted with dlt {dlt.__version__} sql_database (pyarrow backend), {how}")
+            extractors.append(f"dlt {dlt.__version__} sql_database, pyarrow backend")
+        if len(dbconns) < len(plan.connections):
+            hows.append(f"files downloaded with dlt {dlt.__version__} filesystem (fsspec http)")
+            extractors.append(f"dlt {dlt.__version__} filesystem, fsspec http")
         tables = [t.table for t in plan.tasks]
         return {
             "runnerName": RUNNER_NAME,
@@ -315,8 +357,8 @@ class Runner:
             "succeeded": error is None,
             "error": error,
             "sourceName": whats[0] if len(whats) == 1 else f"{len(whats)} sources",
-            "sourceDescription": f"{'; '.join(whats)}, extracted with dlt {dlt.__version__} sql_database "
-                                 f"(pyarrow backend), {how}; objects: {', '.join(tables)}",
+            "sourceDescription": f"{'; '.join(whats)}, {'; '.join(hows)}; {'objects' if dbconns else 'files'}: "
+                                 f"{', '.join(tables)}",
             "sourceExtra": {
                 "airlock:connectionTypes": types,
                 "airlock:connections": names,
@@ -324,7 +366,7 @@ class Runner:
                 "airlock:hosts": hosts,
                 "airlock:databases": dbs,
                 "airlock:serverVersions": versions,
-                "airlock:extractor": f"dlt {dlt.__version__} sql_database, pyarrow backend",
+                "airlock:extractor": "; ".join(extractors),
             },
         }
 

@@ -11,8 +11,10 @@ a datasource uses:
     a message, and every value but the user names is registered with the
     redactor (register_secrets);
   - the plan checks every object before anything is written: a table{name,
-    connection} per object, names that are usable as file names and unique
-    (case-insensitively), connections that exist and have a supported type.
+    connection} per object, connections that exist and have a supported type,
+    names that are usable as file names and unique (case-insensitively); a
+    file connection's (https) object is a relative path whose last segment
+    names the output file, as in the native runner.
 """
 from __future__ import annotations
 
@@ -27,10 +29,11 @@ MAX_DATASOURCE = 1 << 20
 MAX_CREDENTIALS = 64 << 10
 MAX_TABLE_NAME = 200
 
-# Connection types this runner collects, with the driver each one uses.
-SUPPORTED_TYPES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "sqlserver", "databricks")
-NATIVE_ONLY_TYPES = {"https": "https connections (files) are collected by the native runner (airlock run-job): "
-                              "choose it for this datasource"}
+# Connection types this runner collects (README: the driver each one uses).
+SUPPORTED_TYPES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "sqlserver", "databricks",
+                   "https")
+# Types whose objects are files (dlt's filesystem source, files.py), not tables.
+FILE_TYPES = ("https",)
 
 
 def load_datasource(path: str) -> dict:
@@ -136,8 +139,12 @@ class Connection:
 
 @dataclass
 class Task:
-    table: str          # the object's name as written: names the output file
+    table: str          # the object's name as written: names the output file (a file's: its last segment)
     connection: Connection
+
+    @property
+    def is_file(self) -> bool:
+        return self.connection.type in FILE_TYPES
 
 
 @dataclass
@@ -151,12 +158,16 @@ def spec_of(datasource: dict) -> dict:
     return spec if isinstance(spec, dict) else datasource
 
 
-def _check_table_name(i: int, name: str) -> None:
+def _check_table_name(i: int, name: str, is_file: bool = False) -> None:
     if not name:
         raise RunnerError(f"spec.objects[{i}].table.name: must not be empty")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_TABLE_NAME:
         raise RunnerError(f"spec.objects[{i}].table.name: longer than {MAX_TABLE_NAME} bytes")
-    if name.startswith(".") or "/" in name:
+    if is_file:
+        from .files import check_object_path
+
+        check_object_path(i, name)
+    elif name.startswith(".") or "/" in name:
         raise RunnerError(f"spec.objects[{i}].table.name '{name}': must not start with '.' or contain '/' "
                           "(it names the output file)")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
@@ -186,12 +197,6 @@ def make_plan(spec: dict) -> Plan:
             raise RunnerError(f"spec.objects[{i}].table.name: Required value")
         if not isinstance(conn, str):
             raise RunnerError(f"spec.objects[{i}].table.connection: Required value")
-        _check_table_name(i, name)
-        key = name.casefold()
-        if key in seen:
-            raise RunnerError(f"spec.objects[{i}].table.name '{name}': collected twice (objects[{seen[key]}]); "
-                              "table names must be unique as they name the output files")
-        seen[key] = i
         c = by_name.get(conn)
         if c is None:
             for ci, entry in enumerate(conns):
@@ -199,8 +204,6 @@ def make_plan(spec: dict) -> Plan:
                     ctype = entry.get("type")
                     if not isinstance(ctype, str):
                         raise RunnerError(f"spec.connections[{ci}].type: Required value")
-                    if ctype in NATIVE_ONLY_TYPES:
-                        raise RunnerError(f"spec.connections[{ci}] '{conn}': {NATIVE_ONLY_TYPES[ctype]}")
                     if ctype not in SUPPORTED_TYPES:
                         raise RunnerError(f"spec.connections[{ci}] '{conn}': connection type '{ctype}' is not "
                                           f"supported by airlock-dlt-runner (supported: "
@@ -212,5 +215,13 @@ def make_plan(spec: dict) -> Plan:
             else:
                 raise RunnerError(f"spec.objects[{i}].table.connection: no connection named '{conn}' in "
                                   "spec.connections")
+        is_file = c.type in FILE_TYPES
+        _check_table_name(i, name, is_file)
+        # As the native runner: a file is known by its last segment.
+        key = (name.rsplit("/", 1)[-1] if is_file else name).casefold()
+        if key in seen:
+            raise RunnerError(f"spec.objects[{i}].table.name '{name}': collected twice (objects[{seen[key]}]); "
+                              "table names must be unique as they name the output files")
+        seen[key] = i
         plan.tasks.append(Task(name, c))
     return plan
