@@ -25,7 +25,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc make pkg-config \
       libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev \
-      libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev \
+      libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev libcjose-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what `make` reads (see .dockerignore): the sources, the CRDs it embeds
@@ -50,7 +50,7 @@ FROM ${DEBIAN_SLIM_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libmicrohttpd12 libjansson4 libyaml-0-2 libsqlite3-0 libsodium23 libssl3 zlib1g libcurl4 \
-      libpq5 libmariadb3 ca-certificates \
+      libpq5 libmariadb3 libcjose0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 65532 airlock \
  && useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home \

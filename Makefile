@@ -11,7 +11,7 @@ VERSION := 0.1.0
 # libcurl, libpq and libmariadb are compiled against but not linked: they are
 # loaded (dlopen, src/net/curl_dl.c and the runner's *_dl.c) only in the
 # processes that need them, which keeps `airlock serve` small.
-PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto zlib
+PKGS := libmicrohttpd jansson yaml-0.1 sqlite3 libsodium libcrypto zlib cjose
 DL_PKGS := libcurl libpq libmariadb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(DL_PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -60,6 +60,10 @@ $(BIN): $(MAIN_OBJ) $(BUILD)/lib/libairlock.a
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The web frontend's stylesheet is embedded by assets.c (.incbin), which the
+# compiler's dependency files cannot see.
+$(BUILD)/src/web/assets/assets.o: $(wildcard src/web/assets/*.css)
 
 # The CRDs are embedded verbatim: the C validator interprets their schemas.
 $(BUILD)/gen/crd_data.c: $(CRDS) scripts/embed-crds.sh

@@ -12,11 +12,14 @@ cache=${AIRLOCK_CACHE:-$HOME/.cache/airlock}
 mkdir -p "$cache"
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
-	libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev sqlite3 ca-certificates)
+	libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev sqlite3 ca-certificates
+	libcjose-dev)
 # Real PostgreSQL and MariaDB servers (and their command-line clients, the
 # benchmark's peers) for the runner's tests.
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
-	postgresql postgresql-client mariadb-server mariadb-client time)
+	postgresql postgresql-client mariadb-server mariadb-client time
+	maven openjdk-17-jre-headless)
+# (maven fetches Keycloak for the OIDC tests, which runs on Java 17: scripts/keycloak.sh)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

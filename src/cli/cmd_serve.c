@@ -5,6 +5,7 @@
  */
 #include "auth/accounts.h"
 #include "auth/credstore.h"
+#include "auth/oidc.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -13,8 +14,11 @@
 #include "operator/operator.h"
 #include "runtime/runtime.h"
 #include "store/store.h"
+#include "uploader/upload_embed.h"
 #include "web/api.h"
+#include "web/frontend.h"
 #include "web/http_server.h"
+#include "web/session.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -95,11 +99,15 @@ int cmd_serve(int argc, char **argv)
 	struct store *store = NULL;
 	struct accounts *acc = NULL;
 	struct credstore *creds = NULL;
+	struct oidc *oidc = NULL;
 	struct runtime *rt = NULL;
 	struct controller *ctl = NULL;
 	struct http_server *srv = NULL;
 	struct operator_ctx octx;
 	struct api_ctx actx;
+	struct session_store *sessions = NULL;
+	struct upload_embed *uploads = NULL;
+	struct frontend_ctx fctx;
 	char self_exe[PATH_MAX];
 	char *db_path = NULL, *key_path = NULL, *state_dir = NULL;
 	int64_t t0 = util_monotonic_ms();
@@ -181,10 +189,40 @@ int cmd_serve(int argc, char **argv)
 	actx.store = store;
 	actx.accounts = acc;
 	actx.creds = creds;
+	/* Identity-provider tokens (docs/oidc.md). A provider that is down now
+	 * is not fatal: keys are fetched again on the first token. */
+	if (cfg.oidc.issuer) {
+		if ((rc = oidc_open(&oidc, &cfg.oidc)))
+			goto out;
+		if (oidc_prefetch(oidc))
+			log_warn("oidc: %s (will retry on the first token)", al_error_message());
+		actx.oidc = oidc;
+	}
 	actx.cfg = &cfg;
 	actx.ready = ready_probe;
 	actx.ready_ud = ctl;
-	if ((rc = http_server_start(&srv, cfg.listen_address, cfg.port, HTTP_SERVER_DEFAULT_MAX_BODY, api_handle, &actx)))
+	/* The web pages (docs/frontend.md) and, under /api, the API. Sessions
+	 * live in the database, so a restart logs nobody out. */
+	if ((rc = session_store_open(&sessions, db_path, cfg.session_idle_seconds, cfg.token_ttl_seconds)))
+		goto out;
+	memset(&fctx, 0, sizeof(fctx));
+	fctx.api = &actx;
+	fctx.sessions = sessions;
+	fctx.external_url = cfg.external_url;
+	/* The uploader (docs/uploader.md): tus under /api/v1/datasources/<name>/uploads,
+	 * streamed to the staging volumes; "all files uploaded" seals them. */
+	{
+		struct upload_embed_options uo;
+		memset(&uo, 0, sizeof(uo));
+		uo.api = &actx;
+		uo.staging_root = cfg.staging_root;
+		if ((rc = upload_embed_limits(&cfg, &uo.limits, &uo.sweep_seconds)) || (rc = upload_embed_open(&uploads, &uo)))
+			goto out;
+		actx.seal_uploads = upload_embed_seal;
+		actx.seal_uploads_ud = uploads;
+	}
+	if ((rc = http_server_start_stream(&srv, cfg.listen_address, cfg.port, HTTP_SERVER_DEFAULT_MAX_BODY, frontend_handle,
+					   &fctx, tus_stream_ops(), upload_embed_tus(uploads))))
 		goto out;
 
 	{
@@ -213,7 +251,10 @@ out:
 	if (rc)
 		fprintf(stderr, "airlock serve: %s\n", al_error_message());
 	http_server_stop(srv);
+	upload_embed_close(uploads);
+	session_store_close(sessions);
 	controller_stop(ctl);
+	oidc_close(oidc);
 	if (rt)
 		runtime_close(rt);
 	if (creds)

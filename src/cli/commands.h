@@ -7,6 +7,7 @@
 #define AL_CLI_COMMANDS_H
 
 int cmd_serve(int argc, char **argv);
+int cmd_uploader(int argc, char **argv);
 int cmd_operator(int argc, char **argv);
 int cmd_run_job(int argc, char **argv);
 int cmd_rocrate(int argc, char **argv);

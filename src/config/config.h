@@ -21,6 +21,21 @@
  *     default: native               # or dlt: for datasources without spec.runner
  *     dltCommand: <path>            # runners/dlt/airlock-dlt-runner (after scripts/dlt-venv.sh);
  *                                   # unset: dlt datasources fail saying how to set it up
+ *   oidc:                           # unset: local accounts only (docs/oidc.md)
+ *     issuer: https://keycloak.example/realms/airlock
+ *     clientId: airlock
+ *     clientSecretFile: /run/secrets/oidc-client-secret   # for the browser login
+ *     algorithms: [RS256, ES256]    # asymmetric only; none and HS* are refused
+ *     groupsClaim: groups
+ *     workspaceGroupPrefix: /jupyter-workspaces/
+ *     roleMapping: {researcher: researcher, data-engineer: data-engineer,
+ *                   approver: approver, admin: admin}   # Keycloak role -> airlock role
+ *     leewaySeconds: 60             # clock skew allowed on exp/nbf/iat
+ *     caFile: <PEM bundle>          # to trust a private CA; default: the system's
+ *   web:                            # the frontend's pages (docs/frontend.md)
+ *     externalUrl: https://airlock.example   # how people reach it; https => Secure cookies
+ *     sessionIdleSeconds: 1800      # a web session ends after this long unused
+ *                                   # (and always tokens.ttlSeconds after login)
  */
 #ifndef AL_CONFIG_CONFIG_H
 #define AL_CONFIG_CONFIG_H
@@ -29,6 +44,19 @@
 #include <stdint.h>
 
 #include "gates/gates.h"
+
+/* The `oidc:` section; issuer NULL means OIDC is off. Strings are owned. */
+struct config_oidc {
+	char *issuer;
+	char *client_id;
+	char *client_secret_file;   /* NULL: bearer tokens only, no browser login */
+	json_t *algorithms;         /* array of alg names */
+	char *groups_claim;
+	char *workspace_group_prefix;
+	json_t *role_mapping;       /* object: Keycloak role -> airlock role */
+	int leeway_seconds;
+	char *ca_file;              /* NULL: the system's trust store */
+};
 
 struct airlock_config {
 	char *listen_address;       /* "127.0.0.1" */
@@ -47,6 +75,9 @@ struct airlock_config {
 	char *dlt_command;          /* runners.dltCommand, or NULL */
 	int staging_root_explicit;  /* stagingRoot was set: config_set_data_dir keeps it */
 	int workspace_root_explicit;
+	struct config_oidc oidc;
+	char *external_url;         /* web.externalUrl ("scheme://host[:port]"), or NULL */
+	int session_idle_seconds;   /* web.sessionIdleSeconds */
 };
 
 /* Fills defaults, then applies the file at `path` if not NULL. */

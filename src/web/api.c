@@ -2,6 +2,7 @@
 #include "audit/audit.h"
 #include "auth/accounts.h"
 #include "auth/credstore.h"
+#include "auth/oidc.h"
 #include "common/buf.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -153,6 +154,18 @@ static int my_workspaces(struct call *c, json_t **out)
 			json_array_append_new(names, json_string(w));
 	}
 	json_decref(items);
+	/* An identity-provider user is also a member of the workspaces its
+	 * groups claim names (src/auth/oidc); local users have none. */
+	json_array_foreach(json_object_get(c->user, "workspaces"), i, b) {
+		size_t j;
+		json_t *have;
+		int dup = 0;
+		json_array_foreach(names, j, have)
+			if (!strcmp(json_string_value(have), json_string_value(b)))
+				dup = 1;
+		if (!dup && json_is_string(b))
+			json_array_append(names, b);
+	}
 	*out = names;
 	return AL_OK;
 }
@@ -515,6 +528,11 @@ static int route_admin_kind(struct call *c, const char *kind)
 				json_t *u = NULL;
 				rc = accounts_user_get(c->api->accounts, spec_str(obj, "username"), &u);
 				json_decref(u);
+				/* With an identity provider, people may exist only there (and
+				 * AWMS binds them by their Keycloak username). */
+				if (rc == AL_ERR_NOT_FOUND && c->api->oidc &&
+				    accounts_check_username(spec_str(obj, "username")) == AL_OK)
+					rc = AL_OK;
 				if (rc == AL_ERR_NOT_FOUND)
 					rc = al_error_set(AL_ERR_INVALID, "spec.username: user '%s' does not exist",
 							  spec_str(obj, "username"));
@@ -934,6 +952,11 @@ static int route_datasources(struct call *c)
 			json_decref(ds);
 			return reply_error(c, rc);
 		}
+		if (!strcmp(c->seg[4], "uploaded") && c->api->seal_uploads && !strcmp(gates_stage(ds), STAGE_UPLOADING) &&
+		    (rc = c->api->seal_uploads(c->api->seal_uploads_ud, ds, c->username))) {
+			json_decref(ds);
+			return reply_error(c, rc);
+		}
 		json_decref(ds);
 		return ds_event(c, name, !strcmp(c->seg[4], "retry") ? GATE_EV_RETRY : GATE_EV_UPLOAD_COMPLETE, NULL);
 	}
@@ -1065,13 +1088,26 @@ static int authenticate(struct call *c)
 	int rc;
 	if (!auth || strncasecmp(auth, "Bearer ", 7) || !auth[7])
 		return al_error_set(AL_ERR_UNAUTHORIZED, "log in first: send 'Authorization: Bearer <token>' (airlock login)");
-	if ((rc = accounts_authenticate(c->api->accounts, auth + 7, &c->user)))
+	/* Local tokens are "alk_" + hex; a JWT can only come from the identity provider. */
+	if (oidc_is_jwt(auth + 7)) {
+		if (!c->api->oidc)
+			return al_error_set(AL_ERR_UNAUTHORIZED, "this airlock accepts no identity-provider tokens "
+								 "(it has no oidc: settings); log in with airlock login");
+		if ((rc = oidc_authenticate(c->api->oidc, auth + 7, &c->user))) {
+			log_info("oidc: refused a bearer token: %s", al_error_message());
+			return rc;
+		}
+	} else if ((rc = accounts_authenticate(c->api->accounts, auth + 7, &c->user))) {
 		return rc;
+	}
 	c->username = json_string_value(json_object_get(c->user, "username"));
 	return c->username ? AL_OK : al_error_set(AL_ERR_INTERNAL, "account without a name");
 }
 
-void api_handle(void *userdata, const struct http_request *req, struct http_response *resp)
+/* as_user: the caller, already authenticated by the web frontend's session
+ * (api_handle_as), or NULL to authenticate the bearer token. */
+static void dispatch(void *userdata, const json_t *as_user, const struct http_request *req,
+		     struct http_response *resp)
 {
 	struct call c;
 	const char *m = req->method;
@@ -1101,11 +1137,22 @@ void api_handle(void *userdata, const struct http_request *req, struct http_resp
 		reply_error(&c, al_error_set(AL_ERR_NOT_FOUND, "no such route: %s %s (the API lives under /api/v1)", m, req->path));
 		goto out;
 	}
-	if (c.nseg == 3 && !strcmp(c.seg[2], "login") && !strcmp(m, "POST")) {
+	if (as_user) {
+		/* Sessions log in and out through the frontend, not the token routes. */
+		if (c.nseg == 3 && (!strcmp(c.seg[2], "login") || !strcmp(c.seg[2], "logout"))) {
+			reply_error(&c, al_error_set(AL_ERR_NOT_FOUND, "no such route: %s %s", m, req->path));
+			goto out;
+		}
+		c.user = json_deep_copy(as_user);
+		c.username = json_string_value(json_object_get(c.user, "username"));
+		if (!c.username) {
+			reply_error(&c, al_error_set(AL_ERR_UNAUTHORIZED, "log in first"));
+			goto out;
+		}
+	} else if (c.nseg == 3 && !strcmp(c.seg[2], "login") && !strcmp(m, "POST")) {
 		route_login(&c);
 		goto out;
-	}
-	if ((rc = authenticate(&c))) {
+	} else if ((rc = authenticate(&c))) {
 		reply_error(&c, rc);
 		goto out;
 	}
@@ -1137,4 +1184,46 @@ void api_handle(void *userdata, const struct http_request *req, struct http_resp
 out:
 	json_decref(c.user);
 	free(c.path_copy);
+}
+
+int api_authenticate_request(struct api_ctx *api, const struct http_request *req, json_t **out_user)
+{
+	struct call c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.api = api;
+	c.req = req;
+	*out_user = NULL;
+	if ((rc = authenticate(&c))) {
+		json_decref(c.user);
+		return rc;
+	}
+	*out_user = c.user;
+	return AL_OK;
+}
+
+int api_user_in_workspace(struct api_ctx *api, const json_t *user, const char *ws)
+{
+	struct call c;
+
+	memset(&c, 0, sizeof(c));
+	c.api = api;
+	c.user = (json_t *)user;
+	c.username = json_string_value(json_object_get(user, "username"));
+	return c.username && is_member(&c, ws);
+}
+
+void api_handle(void *userdata, const struct http_request *req, struct http_response *resp)
+{
+	dispatch(userdata, NULL, req, resp);
+}
+
+void api_handle_as(void *userdata, const json_t *user, const struct http_request *req, struct http_response *resp)
+{
+	if (!user) {
+		http_response_error(resp, AL_ERR_UNAUTHORIZED, "log in first");
+		return;
+	}
+	dispatch(userdata, user, req, resp);
 }

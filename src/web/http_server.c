@@ -27,6 +27,8 @@ struct http_server {
 	struct MHD_Daemon *daemon;
 	http_handler_fn handler;
 	void *userdata;
+	const struct http_stream_ops *stream; /* NULL: every route is buffered */
+	void *stream_userdata;
 	size_t max_body;
 	unsigned short port;
 };
@@ -42,6 +44,10 @@ struct req_state {
 	int answered;      /* a response was queued */
 	size_t discarded;
 	int status;
+	int streaming;     /* a streaming route took the body (HTTP_STREAM_BODY) */
+	const struct http_stream_ops *stream; /* set when stream_ctx must be closed */
+	void *stream_ctx;
+	struct http_response *pending; /* an early answer to a bodiless request */
 };
 
 /* ---- request accessors ------------------------------------------------- */
@@ -391,6 +397,98 @@ static long long content_length(struct MHD_Connection *conn)
 	return (long long)n;
 }
 
+static void stream_request(struct http_request *req, struct MHD_Connection *conn, struct req_state *st,
+			   const char *method, const char *url)
+{
+	memset(req, 0, sizeof(*req));
+	req->method = method;
+	req->path = url;
+	req->body = "";
+	req->body_len = 0;
+	req->remote_addr = st->remote;
+	req->connection = conn;
+}
+
+/* First call of a request on a server with streaming routes: asks the route.
+ * Returns 1 when the request was decided here (*out is the MHD answer), 0 when
+ * it goes on as a buffered request. */
+static int stream_headers(struct http_server *srv, struct MHD_Connection *conn, struct req_state *st,
+			  const char *method, const char *url, enum MHD_Result *out)
+{
+	struct http_request req;
+	struct http_response resp;
+	enum http_stream_decision d;
+	void *ctx = NULL;
+
+	stream_request(&req, conn, st, method, url);
+	http_response_init(&resp);
+	d = srv->stream->on_headers(srv->stream_userdata, &req, &resp, &ctx);
+	if (ctx) {
+		st->stream = srv->stream;
+		st->stream_ctx = ctx;
+	}
+	switch (d) {
+	case HTTP_STREAM_PASS:
+		http_response_free(&resp);
+		return 0;
+	case HTTP_STREAM_BODY:
+		st->streaming = 1;
+		http_response_free(&resp);
+		*out = MHD_YES; /* MHD sends 100 Continue if asked, then the body */
+		return 1;
+	case HTTP_STREAM_ANSWER:
+	default:
+		/* Queued now, before the (empty) body is "read", MHD would close the
+		 * connection after it; a bodiless request keeps it open by waiting
+		 * for the call that ends the request. */
+		if (content_length(conn) <= 0 &&
+		    !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) &&
+		    (st->pending = malloc(sizeof(*st->pending)))) {
+			*st->pending = resp;
+			st->streaming = 1;
+			*out = MHD_YES;
+			return 1;
+		}
+		*out = queue_response(conn, st, &resp);
+		http_response_free(&resp);
+		return 1;
+	}
+}
+
+/* Later calls of a streaming request: chunks, then the end. */
+static enum MHD_Result stream_body(struct MHD_Connection *conn, struct req_state *st, const char *method,
+				   const char *url, const char *upload_data, size_t *upload_data_size)
+{
+	struct http_request req;
+	struct http_response resp;
+	enum MHD_Result ok;
+	size_t n = *upload_data_size;
+
+	*upload_data_size = 0;
+	if (st->answered)
+		return MHD_YES; /* answered early: drop what still arrives */
+	if (st->pending) {
+		ok = queue_response(conn, st, st->pending);
+		http_response_free(st->pending);
+		free(st->pending);
+		st->pending = NULL;
+		return ok;
+	}
+	stream_request(&req, conn, st, method, url);
+	http_response_init(&resp);
+	if (n) {
+		if (!st->stream->on_data(st->stream_ctx, &req, upload_data, n, &resp)) {
+			http_response_free(&resp);
+			return MHD_YES;
+		}
+	} else {
+		st->stream->on_end(st->stream_ctx, &req, &resp);
+	}
+	ok = queue_response(conn, st, &resp);
+	http_response_free(&resp);
+	return ok;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -414,6 +512,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (!st->method || !st->path)
 			return MHD_NO;
 		fill_remote(conn, st);
+		if (srv->stream) {
+			enum MHD_Result r;
+			if (stream_headers(srv, conn, st, method, url, &r))
+				return r;
+		}
 		cl = content_length(conn);
 		if (cl == -2)
 			return queue_error(conn, st, AL_ERR_INVALID, "the Content-Length header is not a number");
@@ -424,6 +527,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		return MHD_YES; /* MHD sends 100 Continue if asked, then the body */
 	}
+
+	if (st->streaming)
+		return stream_body(conn, st, method, url, upload_data, upload_data_size);
 
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
@@ -493,6 +599,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
 	free(m);
 	free(p);
+	if (st->stream && st->stream_ctx)
+		st->stream->on_close(st->stream_ctx);
+	if (st->pending) {
+		http_response_free(st->pending);
+		free(st->pending);
+	}
 	buf_free(&st->body);
 	free(st->method);
 	free(st->path);
@@ -516,6 +628,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 int http_server_start(struct http_server **out, const char *bind_address, unsigned short port,
 		      size_t max_body, http_handler_fn handler, void *userdata)
 {
+	return http_server_start_stream(out, bind_address, port, max_body, handler, userdata, NULL, NULL);
+}
+
+int http_server_start_stream(struct http_server **out, const char *bind_address, unsigned short port,
+			     size_t max_body, http_handler_fn handler, void *userdata,
+			     const struct http_stream_ops *stream, void *stream_userdata)
+{
 	struct sockaddr_in a4;
 	struct sockaddr_in6 a6;
 	const struct sockaddr *sa;
@@ -527,6 +646,8 @@ int http_server_start(struct http_server **out, const char *bind_address, unsign
 	*out = NULL;
 	if (!handler)
 		return al_error_set(AL_ERR_INVALID, "http_server_start: no handler given");
+	if (stream && (!stream->on_headers || !stream->on_data || !stream->on_end || !stream->on_close))
+		return al_error_set(AL_ERR_INVALID, "http_server_start: every streaming callback must be given");
 	if (!bind_address || !strcmp(bind_address, "localhost"))
 		bind_address = "127.0.0.1";
 	memset(&a4, 0, sizeof(a4));
@@ -557,10 +678,14 @@ int http_server_start(struct http_server **out, const char *bind_address, unsign
 	srv->handler = handler;
 	srv->userdata = userdata;
 	srv->max_body = max_body ? max_body : HTTP_SERVER_DEFAULT_MAX_BODY;
+	srv->stream = stream;
+	srv->stream_userdata = stream_userdata;
 	errno = 0;
 	srv->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, srv,
 				       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
 				       MHD_OPTION_SOCK_ADDR, sa,
+				       MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				       stream ? HTTP_SERVER_STREAM_CONNECTION_MEMORY : (size_t)32 << 10,
 				       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_SERVER_MAX_CONNECTIONS,
 				       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_SERVER_CONNECTION_TIMEOUT_S,
 				       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,

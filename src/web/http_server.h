@@ -23,6 +23,11 @@
  * Ownership: a struct http_request and everything it points to belong to the
  * server and are valid only during the handler call. The handler fills the
  * struct http_response it is given; the server frees it afterwards.
+ *
+ * Streaming routes (http_server_start_stream): a route that must not hold a
+ * body in memory (an upload of gigabytes) sees the request chunk by chunk,
+ * as libmicrohttpd reads it, instead of buffered; see struct http_stream_ops.
+ * Every other route keeps the buffered handler above, unchanged.
  */
 #ifndef AL_WEB_HTTP_SERVER_H
 #define AL_WEB_HTTP_SERVER_H
@@ -125,6 +130,69 @@ struct http_server;
  * On success *out owns the server; stop it with http_server_stop. */
 int http_server_start(struct http_server **out, const char *bind_address, unsigned short port,
 		      size_t max_body, http_handler_fn handler, void *userdata);
+
+/*
+ * Streaming routes. For every request the server first calls on_headers with
+ * the request line and headers only (req->body is "", body_len 0), before
+ * any of the body is read, and the route decides at once:
+ *
+ *   HTTP_STREAM_PASS    not a streaming route: the request goes on as a
+ *                       buffered one (max_body applies, then the handler).
+ *   HTTP_STREAM_ANSWER  on_headers filled `resp` (an error such as 401, 409,
+ *                       412 or 413, or a complete answer to a bodiless
+ *                       request): it is sent now and the body, if any, is
+ *                       never read (the connection is closed after it).
+ *   HTTP_STREAM_BODY    the route takes the body: on_data is called with
+ *                       each chunk in order (sizes are arbitrary, up to the
+ *                       connection's buffer), then on_end once the whole body
+ *                       has arrived. max_body does not apply: the route
+ *                       enforces its own limits.
+ *
+ * on_data returns 0 to go on, or 1 after filling `resp` to answer now (the
+ * rest of the body is not read; the connection is closed after the answer).
+ * on_end fills `resp`.
+ *
+ * on_headers may set *ctx, its state for this one request. Whenever *ctx is
+ * not NULL at the end of the request, on_close(ctx) is called exactly once,
+ * on the connection's thread, after everything else and whatever happened
+ * (answered, finished, or the client went away in the middle of the body:
+ * then on_end was never called). on_close owns and frees ctx; it may block
+ * (to make what was received durable, say).
+ *
+ * Every call for one request happens on that connection's thread, one at a
+ * time; calls for different requests run concurrently, so the ops' userdata
+ * must be thread-safe. `req` is valid only during each call (headers can be
+ * read in every call, not only the first); `data` only during on_data.
+ * Responses follow the buffered handler's rules (security headers, access
+ * log). Keep blocking calls short in on_headers: the client may be waiting
+ * for 100 Continue.
+ */
+enum http_stream_decision {
+	HTTP_STREAM_PASS = 0,
+	HTTP_STREAM_ANSWER,
+	HTTP_STREAM_BODY,
+};
+
+struct http_stream_ops {
+	enum http_stream_decision (*on_headers)(void *userdata, const struct http_request *req,
+						struct http_response *resp, void **ctx);
+	int (*on_data)(void *ctx, const struct http_request *req, const char *data, size_t len,
+		       struct http_response *resp);
+	void (*on_end)(void *ctx, const struct http_request *req, struct http_response *resp);
+	void (*on_close)(void *ctx);
+};
+
+/* Per-connection buffer of a server with streaming routes: libmicrohttpd
+ * hands the body to on_data in chunks of about this size, so it sets how
+ * many calls (and writes) a large upload costs. Other servers keep
+ * libmicrohttpd's default (32 KiB). */
+#define HTTP_SERVER_STREAM_CONNECTION_MEMORY ((size_t)256 << 10)
+
+/* http_server_start with streaming routes: `stream` (borrowed; must outlive
+ * the server) with its own userdata. stream NULL is http_server_start. */
+int http_server_start_stream(struct http_server **out, const char *bind_address, unsigned short port,
+			     size_t max_body, http_handler_fn handler, void *userdata,
+			     const struct http_stream_ops *stream, void *stream_userdata);
 
 /* The port actually bound (useful after port 0). */
 unsigned short http_server_port(const struct http_server *srv);
