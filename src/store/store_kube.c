@@ -664,6 +664,8 @@ static int audit_append_obj(struct kube_store *s, const json_t *entry, const jso
 		char name[AUDIT_NAME_LEN];
 		json_t *sealed, *theirs = NULL;
 		uint64_t seq;
+		int64_t deadline = util_monotonic_ms() + s->o.request_deadline_ms;
+		int ambiguous = 0; /* a POST of this very record may have been stored */
 
 		if (!s->head_known && (rc = audit_find_head(s, 0)) < 0)
 			break;
@@ -685,9 +687,25 @@ static int audit_append_obj(struct kube_store *s, const json_t *entry, const jso
 			rc = nomem();
 			break;
 		}
-		json_decref(answer);
-		answer = NULL;
-		rc = request(s, "POST", path, body, NULL, &answer);
+		/* Sent without the client's automatic retries: only a POST that
+		 * may have reached the server makes an identical stored record
+		 * ours. Two writers can seal identical records (same entry, same
+		 * second, same head): a clean 409 means the other one's. */
+		for (int tries = 0;; tries++) {
+			json_decref(answer);
+			answer = NULL;
+			rc = kube_request(s->kc, "POST", path, body, NULL, NULL, &answer);
+			if (rc != AL_ERR_UNAVAILABLE || util_monotonic_ms() >= deadline)
+				break;
+			ambiguous = 1;
+			{
+				struct timespec ts;
+				int ms = kube_backoff_ms(tries < 10 ? tries : 10, 100, 5000);
+				ts.tv_sec = ms / 1000;
+				ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+				nanosleep(&ts, NULL);
+			}
+		}
 		if (rc == AL_OK) {
 			/* A schema that pruned or defaulted a field would break the
 			 * chain silently: refuse to go on with such a CRD. */
@@ -710,7 +728,7 @@ static int audit_append_obj(struct kube_store *s, const json_t *entry, const jso
 		 * answer was lost: then the stored record is ours. */
 		if ((rc = audit_get(s, seq, &theirs)) < 0)
 			break;
-		if (json_equal(theirs, sealed)) {
+		if (ambiguous && json_equal(theirs, sealed)) {
 			json_decref(theirs);
 			s->head_seq = seq;
 			memcpy(s->head_hash, json_string_value(json_object_get(sealed, "hash")), sizeof(s->head_hash));
