@@ -612,6 +612,16 @@ static int local_job_get(struct runtime *rt, const char *name, struct job_status
 	/* The supervisor may have finished between the two looks. */
 	if ((rc = read_status(dir, out)) != 0)
 		goto out;
+	if (!have_pid && !util_path_exists(pid_path)) {
+		/* Claimed, but no supervisor ever started (whoever claimed it died
+		 * before spawning one, long enough ago): the job never ran, so it
+		 * is not a failure. Drop the claim; the caller starts it. */
+		log_warn("job %s: claimed but never started (its launcher stopped first); starting it again", name);
+		if ((rc = util_remove_tree(dir)) < 0)
+			goto out;
+		memset(out, 0, sizeof(*out)); /* JOB_NOT_FOUND */
+		goto out;
+	}
 	kill_orphaned_job(dir);
 	out->phase = JOB_FAILED;
 	out->exit_code = -1;
