@@ -1217,7 +1217,7 @@ static enum http_stream_decision on_headers(void *userdata, const struct http_re
 	if (override && !strcmp(method, "POST"))
 		method = override;
 	rest = req->path + strlen(r->rt.base);
-	if (r->rt.complete_only || !strcmp(rest, "/complete"))
+	if (!strcmp(rest, "/complete"))
 		is_complete = 1;
 	else if (!*rest || !strcmp(rest, "/"))
 		is_collection = 1;
@@ -1235,9 +1235,8 @@ static enum http_stream_decision on_headers(void *userdata, const struct http_re
 		answer_error(resp, 401, "log in first");
 		goto out;
 	}
-	/* Every tus request names its version; GET is not tus, and the legacy
-	 * completion route keeps the API's contract. */
-	if (strcmp(method, "GET") && !r->rt.complete_only) {
+	/* Every tus request names its version (GET is not tus). */
+	if (strcmp(method, "GET")) {
 		const char *v = http_request_header(req, "Tus-Resumable");
 		if (!v || strcmp(v, TUS_VERSION)) {
 			answer_error(resp, 412, v ? "Tus-Resumable: this server speaks tus 1.0.0 only"
@@ -1305,6 +1304,8 @@ int tus_new(struct tus **out, const struct tus_limits *limits, const struct tus_
 
 void tus_free(struct tus *t)
 {
+	if (t)
+		upload_store_forget_all();
 	free(t);
 }
 

@@ -64,7 +64,6 @@ struct tus_route {
 	char *base;           /* the collection's URL path, no trailing '/' */
 	char *user;           /* the person asking (NULL for OPTIONS) */
 	char *round;          /* tells completions apart across retries; NULL: one round */
-	int complete_only;    /* the request is a completion whatever its path (legacy route) */
 	int writable;         /* 0: no creation, PATCH or DELETE: answer closed_status */
 	int closed_status;    /* 403 or 409 */
 	char *closed_message;

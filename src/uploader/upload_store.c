@@ -7,6 +7,7 @@
 #include "rocrate/manifest.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -97,6 +98,114 @@ void upload_store_close(struct upload_store *st)
 const char *upload_store_dir(const struct upload_store *st)
 {
 	return st->dir;
+}
+
+/* ---- the in-memory index ---------------------------------------------------
+ *
+ * Creation checks the quota and the names against every upload of the
+ * datasource. Reading every info.json each time would make a folder of n
+ * files cost n^2 reads (seconds per file at ten thousand), so this process
+ * keeps what those checks need - each upload's path, kind, length and offset
+ * - per datasource: built by one scan of the disk on first use, then kept
+ * current by the functions below that change uploads. That holds because one
+ * process writes a volume's uploads (one uploader per datasource; the
+ * embedded airlock for all of its own). Everything else (listing, the sweep,
+ * "all files uploaded") still reads the disk.
+ */
+struct store_index {
+	char *udir;
+	json_t *ups;              /* id -> {"path", "kind", "length", "offset"} */
+	struct store_index *next;
+};
+
+static pthread_mutex_t index_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store_index *index_list;
+
+static json_t *index_entry(const struct upload *u)
+{
+	return json_pack("{s:s?, s:i, s:I, s:I}", "path", u->path, "kind", (int)u->kind, "length",
+			 (json_int_t)u->length, "offset", (json_int_t)u->offset);
+}
+
+static struct store_index *index_find_locked(const char *udir)
+{
+	for (struct store_index *i = index_list; i; i = i->next)
+		if (!strcmp(i->udir, udir))
+			return i;
+	return NULL;
+}
+
+/* Keeps u's entry current when the datasource's index exists; an index that
+ * cannot be kept current (out of memory) is dropped, to be built again. */
+static void index_update(const struct upload_store *st, const struct upload *u)
+{
+	struct store_index *i;
+	pthread_mutex_lock(&index_lock);
+	if ((i = index_find_locked(st->udir)) && i->ups && json_object_set_new(i->ups, u->id, index_entry(u))) {
+		json_decref(i->ups);
+		i->ups = NULL;
+	}
+	pthread_mutex_unlock(&index_lock);
+}
+
+static void index_remove(const struct upload_store *st, const char *id)
+{
+	struct store_index *i;
+	pthread_mutex_lock(&index_lock);
+	if ((i = index_find_locked(st->udir)) && i->ups)
+		json_object_del(i->ups, id);
+	pthread_mutex_unlock(&index_lock);
+}
+
+static int index_build_visit(void *ud, const struct upload *u)
+{
+	return json_object_set_new(ud, u->id, index_entry(u)) ? al_error_set(AL_ERR_NOMEM, "out of memory") : 0;
+}
+
+/* The datasource's index, built now when there is none; the caller holds
+ * index_lock (the scan runs under it, once). */
+static int index_get_locked(struct upload_store *st, struct store_index **out)
+{
+	struct store_index *i = index_find_locked(st->udir);
+	json_t *ups;
+	int rc;
+
+	*out = NULL;
+	if (i && i->ups) {
+		*out = i;
+		return AL_OK;
+	}
+	if (!(ups = json_object()))
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	if ((rc = upload_store_foreach(st, index_build_visit, ups))) {
+		json_decref(ups);
+		return rc;
+	}
+	if (!i) {
+		if (!(i = calloc(1, sizeof(*i))) || !(i->udir = util_strdup(st->udir))) {
+			free(i);
+			json_decref(ups);
+			return al_error_set(AL_ERR_NOMEM, "out of memory");
+		}
+		i->next = index_list;
+		index_list = i;
+	}
+	i->ups = ups;
+	*out = i;
+	return AL_OK;
+}
+
+void upload_store_forget_all(void)
+{
+	pthread_mutex_lock(&index_lock);
+	while (index_list) {
+		struct store_index *i = index_list;
+		index_list = i->next;
+		json_decref(i->ups);
+		free(i->udir);
+		free(i);
+	}
+	pthread_mutex_unlock(&index_lock);
 }
 
 /* ---- locks ---------------------------------------------------------------- */
@@ -318,6 +427,8 @@ int upload_save(struct upload_store *st, const struct upload *u)
 		rc = al_error_set(AL_ERR_NOMEM, "cannot record upload %s: out of memory", u->id);
 	else
 		rc = util_write_file_atomic(p, text, strlen(text), 0600);
+	if (!rc)
+		index_update(st, u);
 	json_decref(o);
 	free(text);
 	free(p);
@@ -717,8 +828,10 @@ int upload_remove(struct upload_store *st, const struct upload *u)
 	}
 	rc = util_remove_tree(d);
 	free(d);
-	if (!rc)
+	if (!rc) {
+		index_remove(st, u->id);
 		rc = util_fsync_dir(st->udir);
+	}
 	return rc;
 }
 
@@ -778,54 +891,47 @@ int upload_store_foreach(struct upload_store *st, upload_visit_fn fn, void *ud)
 	return rc;
 }
 
-struct usage {
-	uint64_t bytes, files;
-};
-
-static int usage_visit(void *ud, const struct upload *u)
-{
-	struct usage *us = ud;
-	us->bytes += u->length >= 0 ? (uint64_t)u->length : u->offset;
-	if (u->kind != UPLOAD_PARTIAL)
-		us->files++;
-	return 0;
-}
-
 int upload_store_usage(struct upload_store *st, uint64_t *bytes, uint64_t *files)
 {
-	struct usage us = { 0, 0 };
-	int rc = upload_store_foreach(st, usage_visit, &us);
-	*bytes = us.bytes;
-	*files = us.files;
+	struct store_index *i;
+	const char *id;
+	json_t *e;
+	int rc;
+
+	*bytes = *files = 0;
+	pthread_mutex_lock(&index_lock);
+	if (!(rc = index_get_locked(st, &i)))
+		json_object_foreach(i->ups, id, e) {
+			json_int_t len = json_integer_value(json_object_get(e, "length"));
+			*bytes += (uint64_t)(len >= 0 ? len : json_integer_value(json_object_get(e, "offset")));
+			if (json_integer_value(json_object_get(e, "kind")) != UPLOAD_PARTIAL)
+				(*files)++;
+		}
+	pthread_mutex_unlock(&index_lock);
 	return rc;
 }
 
-struct name_check {
-	const char *path;
-	size_t len;
-};
-
-static int name_visit(void *ud, const struct upload *u)
+/* Does the reserved `other` (an upload's target) clash with `path`? */
+static int name_clash(const char *path, size_t len, const char *other, const char *id)
 {
-	struct name_check *nc = ud;
-	size_t l;
-	if (!u->path)
-		return 0;
-	l = strlen(u->path);
-	if (!strcmp(u->path, nc->path))
-		return al_error_set(AL_ERR_EXISTS, "'%s' is already being uploaded (upload %s)", nc->path, u->id);
-	if (l < nc->len && !strncmp(u->path, nc->path, l) && nc->path[l] == '/')
-		return al_error_set(AL_ERR_EXISTS, "'%s' is a file being uploaded, so '%s' cannot be made", u->path, nc->path);
-	if (nc->len < l && !strncmp(u->path, nc->path, nc->len) && u->path[nc->len] == '/')
-		return al_error_set(AL_ERR_EXISTS, "'%s' is a folder of '%s', which is being uploaded", nc->path, u->path);
-	return 0;
+	size_t l = strlen(other);
+	if (!strcmp(other, path))
+		return al_error_set(AL_ERR_EXISTS, "'%s' is already being uploaded (upload %s)", path, id);
+	if (l < len && !strncmp(other, path, l) && path[l] == '/')
+		return al_error_set(AL_ERR_EXISTS, "'%s' is a file being uploaded, so '%s' cannot be made", other, path);
+	if (len < l && !strncmp(other, path, len) && other[len] == '/')
+		return al_error_set(AL_ERR_EXISTS, "'%s' is a folder of '%s', which is being uploaded", path, other);
+	return AL_OK;
 }
 
 int upload_store_name_free(struct upload_store *st, const char *path)
 {
-	struct name_check nc = { path, strlen(path) };
+	struct store_index *idx;
 	struct buf prefix;
 	struct stat sb;
+	const char *id;
+	json_t *e;
+	size_t len = strlen(path);
 	char *full;
 	int rc = AL_OK;
 
@@ -852,7 +958,15 @@ int upload_store_name_free(struct upload_store *st, const char *path)
 	free(full);
 	if (rc)
 		return rc;
-	return upload_store_foreach(st, name_visit, &nc);
+	pthread_mutex_lock(&index_lock);
+	if (!(rc = index_get_locked(st, &idx)))
+		json_object_foreach(idx->ups, id, e) {
+			const char *other = json_string_value(json_object_get(e, "path"));
+			if (other && (rc = name_clash(path, len, other, id)))
+				break;
+		}
+	pthread_mutex_unlock(&index_lock);
+	return rc;
 }
 
 struct sweep {
@@ -952,7 +1066,7 @@ static int append_part(struct upload_store *st, const struct upload *part, int o
 
 int upload_store_concat(struct upload_store *st, struct upload *final, const struct upload *parts, size_t n)
 {
-	char *id = util_random_hex(TUS_ID_LEN / 2), *tmpname = NULL, *tmp = NULL, *data = NULL, *dest = NULL;
+	char *id = util_random_hex(TUS_ID_LEN / 2), *tmp = NULL, *data = NULL, *dest = NULL;
 	char *b = malloc(COPY_CHUNK);
 	struct buf name;
 	int fd = -1, rc = AL_OK;
@@ -1025,7 +1139,6 @@ out:
 	buf_free(&name);
 	free(b);
 	free(id);
-	free(tmpname);
 	free(tmp);
 	free(data);
 	free(dest);

@@ -130,6 +130,11 @@ int upload_remove(struct upload_store *st, const struct upload *u);
 typedef int (*upload_visit_fn)(void *ud, const struct upload *u);
 int upload_store_foreach(struct upload_store *st, upload_visit_fn fn, void *ud);
 
+/* Creation's checks (usage, names) use an index of each datasource's uploads
+ * kept in memory by this process (see upload_store.c); this frees every
+ * index (at exit, or in tests that change the disk behind the store's back). */
+void upload_store_forget_all(void);
+
 /* Space counted against the quota (every upload's length, or its offset while
  * the length is deferred) and the number of files (files and finals). */
 int upload_store_usage(struct upload_store *st, uint64_t *bytes, uint64_t *files);

@@ -437,12 +437,15 @@ static int stream_headers(struct http_server *srv, struct MHD_Connection *conn, 
 		*out = MHD_YES; /* MHD sends 100 Continue if asked, then the body */
 		return 1;
 	case HTTP_STREAM_ANSWER:
-	default:
-		/* Queued now, before the (empty) body is "read", MHD would close the
-		 * connection after it; a bodiless request keeps it open by waiting
-		 * for the call that ends the request. */
-		if (content_length(conn) <= 0 &&
-		    !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) &&
+	default: {
+		/* A client waiting for 100 Continue never sends the body: answer
+		 * now. Otherwise the answer waits for the end of the body (read and
+		 * dropped, up to DISCARD_LIMIT): queued before it, MHD would close the
+		 * connection with unread bytes, which resets it, and the client
+		 * would lose the answer. A bodiless request keeps its connection. */
+		const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+		long long cl = content_length(conn);
+		if ((!expect || strcasecmp(expect, "100-continue") || cl == 0) && cl <= (long long)DISCARD_LIMIT &&
 		    (st->pending = malloc(sizeof(*st->pending)))) {
 			*st->pending = resp;
 			st->streaming = 1;
@@ -453,6 +456,17 @@ static int stream_headers(struct http_server *srv, struct MHD_Connection *conn, 
 		http_response_free(&resp);
 		return 1;
 	}
+	}
+}
+
+/* Sends the answer kept for the end of the body. */
+static enum MHD_Result queue_pending(struct MHD_Connection *conn, struct req_state *st)
+{
+	enum MHD_Result ok = queue_response(conn, st, st->pending);
+	http_response_free(st->pending);
+	free(st->pending);
+	st->pending = NULL;
+	return ok;
 }
 
 /* Later calls of a streaming request: chunks, then the end. */
@@ -468,17 +482,23 @@ static enum MHD_Result stream_body(struct MHD_Connection *conn, struct req_state
 	if (st->answered)
 		return MHD_YES; /* answered early: drop what still arrives */
 	if (st->pending) {
-		ok = queue_response(conn, st, st->pending);
-		http_response_free(st->pending);
-		free(st->pending);
-		st->pending = NULL;
-		return ok;
+		/* The answer is decided: drop the body, then send it (see above). */
+		if (n && st->discarded + n <= DISCARD_LIMIT) {
+			st->discarded += n;
+			return MHD_YES;
+		}
+		return queue_pending(conn, st);
 	}
 	stream_request(&req, conn, st, method, url);
 	http_response_init(&resp);
 	if (n) {
 		if (!st->stream->on_data(st->stream_ctx, &req, upload_data, n, &resp)) {
 			http_response_free(&resp);
+			return MHD_YES;
+		}
+		/* Answered in the middle of the body: after the rest, as above. */
+		if ((st->pending = malloc(sizeof(*st->pending)))) {
+			*st->pending = resp;
 			return MHD_YES;
 		}
 	} else {
