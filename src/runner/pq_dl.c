@@ -1,62 +1,49 @@
 #include "runner/pq_dl.h"
+#include "common/dynlib.h"
 #include "common/error.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <string.h>
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static struct pq_dl api;
 static int loaded;
 static char load_error[256];
 
-/* dlsym returns void *; converting it to a function pointer is what POSIX
- * requires dlsym to support. */
-#define LOAD(field, symbol)                                                             \
-	do {                                                                            \
-		void *sym_ = dlsym(handle, symbol);                                     \
-		if (!sym_) {                                                            \
-			snprintf(load_error, sizeof(load_error), "libpq lacks %s", symbol); \
-			return;                                                         \
-		}                                                                       \
-		memcpy(&api.field, &sym_, sizeof(sym_));                                \
-	} while (0)
+static const struct dynlib_symbol symbols[] = {
+	DYNLIB_SYMBOL(struct pq_dl, connectdb_params, "PQconnectdbParams"),
+	DYNLIB_SYMBOL(struct pq_dl, status, "PQstatus"),
+	DYNLIB_SYMBOL(struct pq_dl, error_message, "PQerrorMessage"),
+	DYNLIB_SYMBOL(struct pq_dl, connection_needs_password, "PQconnectionNeedsPassword"),
+	DYNLIB_SYMBOL(struct pq_dl, parameter_status, "PQparameterStatus"),
+	DYNLIB_SYMBOL(struct pq_dl, server_version, "PQserverVersion"),
+	DYNLIB_SYMBOL(struct pq_dl, set_notice_processor, "PQsetNoticeProcessor"),
+	DYNLIB_SYMBOL(struct pq_dl, finish, "PQfinish"),
+	DYNLIB_SYMBOL(struct pq_dl, exec, "PQexec"),
+	DYNLIB_SYMBOL(struct pq_dl, exec_params, "PQexecParams"),
+	DYNLIB_SYMBOL(struct pq_dl, get_result, "PQgetResult"),
+	DYNLIB_SYMBOL(struct pq_dl, result_status, "PQresultStatus"),
+	DYNLIB_SYMBOL(struct pq_dl, result_error_message, "PQresultErrorMessage"),
+	DYNLIB_SYMBOL(struct pq_dl, result_error_field, "PQresultErrorField"),
+	DYNLIB_SYMBOL(struct pq_dl, cmd_tuples, "PQcmdTuples"),
+	DYNLIB_SYMBOL(struct pq_dl, ntuples, "PQntuples"),
+	DYNLIB_SYMBOL(struct pq_dl, nfields, "PQnfields"),
+	DYNLIB_SYMBOL(struct pq_dl, getvalue, "PQgetvalue"),
+	DYNLIB_SYMBOL(struct pq_dl, getisnull, "PQgetisnull"),
+	DYNLIB_SYMBOL(struct pq_dl, clear, "PQclear"),
+	DYNLIB_SYMBOL(struct pq_dl, get_copy_data, "PQgetCopyData"),
+	DYNLIB_SYMBOL(struct pq_dl, freemem, "PQfreemem"),
+	DYNLIB_SYMBOL(struct pq_dl, escape_identifier, "PQescapeIdentifier"),
+	DYNLIB_SYMBOL(struct pq_dl, lib_version, "PQlibVersion"),
+};
 
 static void load(void)
 {
-	void *handle = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+	void *handle = dynlib_open("libpq.so.5", "libpq", symbols, sizeof(symbols) / sizeof(symbols[0]), &api, load_error,
+				   sizeof(load_error));
 
-	if (!handle) {
-		const char *why = dlerror();
-		snprintf(load_error, sizeof(load_error), "%s", why ? why : "libpq.so.5 not found");
+	if (!handle)
 		return;
-	}
-	LOAD(connectdb_params, "PQconnectdbParams");
-	LOAD(status, "PQstatus");
-	LOAD(error_message, "PQerrorMessage");
-	LOAD(connection_needs_password, "PQconnectionNeedsPassword");
-	LOAD(parameter_status, "PQparameterStatus");
-	LOAD(server_version, "PQserverVersion");
-	LOAD(set_notice_processor, "PQsetNoticeProcessor");
-	LOAD(finish, "PQfinish");
-	LOAD(exec, "PQexec");
-	LOAD(exec_params, "PQexecParams");
-	LOAD(get_result, "PQgetResult");
-	LOAD(result_status, "PQresultStatus");
-	LOAD(result_error_message, "PQresultErrorMessage");
-	LOAD(result_error_field, "PQresultErrorField");
-	LOAD(cmd_tuples, "PQcmdTuples");
-	LOAD(ntuples, "PQntuples");
-	LOAD(nfields, "PQnfields");
-	LOAD(getvalue, "PQgetvalue");
-	LOAD(getisnull, "PQgetisnull");
-	LOAD(clear, "PQclear");
-	LOAD(get_copy_data, "PQgetCopyData");
-	LOAD(freemem, "PQfreemem");
-	LOAD(escape_identifier, "PQescapeIdentifier");
-	LOAD(lib_version, "PQlibVersion");
-	loaded = 1; /* the handle stays open for the life of the process */
+	loaded = 1;
 }
 
 const struct pq_dl *pq_dl(void)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/dynlib.h"
 #include "common/error.h"
 #include "common/util.h"
 
@@ -164,6 +165,44 @@ static void test_files(void **state)
 	free(path);
 }
 
+struct libc_table {
+	size_t (*strlen_fn)(const char *s);
+	int (*abs_fn)(int j);
+};
+
+static void test_dynlib(void **state)
+{
+	static const struct dynlib_symbol good[] = {
+		DYNLIB_SYMBOL(struct libc_table, strlen_fn, "strlen"),
+		DYNLIB_SYMBOL(struct libc_table, abs_fn, "abs"),
+	};
+	static const struct dynlib_symbol bad[] = {
+		DYNLIB_SYMBOL(struct libc_table, strlen_fn, "strlen"),
+		DYNLIB_SYMBOL(struct libc_table, abs_fn, "no_such_function_here"),
+	};
+	struct libc_table t = { 0 };
+	char why[256] = "";
+	int (*atoi_fn)(const char *) = NULL;
+	void *h;
+	(void)state;
+
+	h = dynlib_open("libc.so.6", "libc", good, 2, &t, why, sizeof(why));
+	assert_non_null(h);
+	assert_int_equal(t.strlen_fn("four"), 4);
+	assert_int_equal(t.abs_fn(-3), 3);
+	assert_int_equal(dynlib_function(h, "libc", "atoi", &atoi_fn, why, sizeof(why)), 0);
+	assert_int_equal(atoi_fn("42"), 42);
+	assert_int_equal(dynlib_function(h, "libc", "nope_nope", &atoi_fn, why, sizeof(why)), -1);
+	assert_string_equal(why, "libc lacks nope_nope");
+
+	assert_null(dynlib_open("libc.so.6", "libc", bad, 2, &t, why, sizeof(why)));
+	assert_string_equal(why, "libc lacks no_such_function_here");
+
+	/* The loader's own message, which names the file. */
+	assert_null(dynlib_open("libairlock-missing.so.9", "libmissing", good, 2, &t, why, sizeof(why)));
+	assert_non_null(strstr(why, "libairlock-missing.so.9"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -173,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_time_round_trip),
 		cmocka_unit_test(test_hashing_and_random),
 		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_dynlib),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
