@@ -374,3 +374,46 @@ char *util_strndup(const char *s, size_t n)
 {
 	return s ? strndup(s, n) : NULL;
 }
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int util_percent_decode(const char *s, size_t n, unsigned flags, char **out, size_t *out_len)
+{
+	char *o = malloc(n + 1);
+	size_t len = 0;
+
+	*out = NULL;
+	if (!o)
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
+			int lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+				free(o);
+				return al_error_set(AL_ERR_INVALID, "bad %%-escape (write %%XX with two hex digits, "
+								    "never %%00)");
+			}
+			c = (char)(hi << 4 | lo);
+			i += 2;
+		} else if (c == '+' && (flags & UTIL_PCT_PLUS)) {
+			c = ' ';
+		}
+		o[len++] = c;
+	}
+	o[len] = '\0';
+	*out = o;
+	if (out_len)
+		*out_len = len;
+	return AL_OK;
+}

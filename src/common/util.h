@@ -1,6 +1,6 @@
 /*
  * util.h - small helpers shared by every subsystem: time stamps, hashing,
- * random identifiers and crash-safe file writes.
+ * random identifiers, percent-decoding and crash-safe file writes.
  *
  * Crash safety: util_write_file_atomic() writes a temporary file in the same
  * directory, fsyncs it, renames it over the target and fsyncs the directory,
@@ -15,6 +15,17 @@
 
 #define UTIL_SHA256_HEX_LEN 64
 #define UTIL_TIME_LEN 32 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-24T05:19:00.123Z */
+
+/* Percent-decoding, shared by every url and form parser (runner connection
+ * urls, web forms, query strings). UTIL_PCT_PLUS: '+' is a space (forms and
+ * query strings), otherwise it stays '+'. */
+#define UTIL_PCT_PLUS 1u
+/* Decodes s[0..n) into a new NUL-terminated string *out (free it); its
+ * length in *out_len when out_len is not NULL. AL_ERR_INVALID (message
+ * "bad %-escape ...": callers who can name the part set their own) when a
+ * '%' is not followed by two hex digits or an escape decodes to a NUL byte;
+ * AL_ERR_NOMEM. *out is NULL on any error. */
+int util_percent_decode(const char *s, size_t n, unsigned flags, char **out, size_t *out_len);
 
 /* Current UTC time as RFC 3339 ("2026-11-24T05:19:00Z" style, ms precision). */
 void util_now_rfc3339(char out[UTIL_TIME_LEN]);

@@ -47,23 +47,6 @@ static int hexval(int c)
 	return -1;
 }
 
-/* Percent-decodes (and '+' -> ' ') a query value into a new string. */
-static char *query_decode(const char *s, size_t n)
-{
-	char *out = malloc(n + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			*o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-			i += 2;
-		} else {
-			*o++ = s[i] == '+' ? ' ' : s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-}
 
 /* A warehouse id goes into a url path and messages: keep it plain. */
 static int valid_id(const char *s)
@@ -123,8 +106,12 @@ int source_databricks_url_parse(const char *url, int allow_http, struct source_d
 		}
 		if (slot) {
 			free(*slot);
-			if (!(*slot = query_decode(eq + 1, len - (size_t)(eq + 1 - p)))) {
-				rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+			*slot = NULL;
+			if ((rc = util_percent_decode(eq + 1, len - (size_t)(eq + 1 - p), UTIL_PCT_PLUS, slot, NULL))) {
+				if (rc == AL_ERR_INVALID)
+					rc = al_error_set(AL_ERR_INVALID, "databricks connection url: the %.*s parameter "
+									  "has a bad %%-escape (write %%XX with two hex "
+									  "digits, not %%00)", (int)(eq - p), p);
 				goto out;
 			}
 		}

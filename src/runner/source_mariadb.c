@@ -153,43 +153,13 @@ int source_mariadb_redact(struct buf *out, const char *msg, const char *secret)
 	return rc ? rc : buf_appends(out, p);
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* %XX-decodes s[0..n) into a new string; NULL with *bad set for a malformed
- * escape or a NUL byte. */
+ * escape or a NUL byte (*bad clear: out of memory). */
 static char *pct_decode(const char *s, size_t n, int *bad)
 {
-	char *out = malloc(n + 1), *o = out;
-
-	*bad = 0;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n && !*bad; i++) {
-		int hi, lo;
-		if (s[i] != '%') {
-			*o++ = s[i];
-			continue;
-		}
-		hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
-		lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
-		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-			*bad = 1;
-			break;
-		}
-		*o++ = (char)(hi << 4 | lo);
-		i += 2;
-	}
-	if (*bad) {
-		free(out);
-		return NULL;
-	}
-	*o = '\0';
+	char *out = NULL;
+	int rc = util_percent_decode(s, n, 0, &out, NULL);
+	*bad = rc == AL_ERR_INVALID;
 	return out;
 }
 

@@ -61,45 +61,15 @@ void source_postgresql_url_free(struct pg_url *u)
 	memset(u, 0, sizeof(*u));
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string *out; AL_ERR_INVALID when an
  * escape is malformed or decodes to NUL. `what` names the url part. */
 static int pct_decode(char **out, const char *s, size_t n, const char *what)
 {
-	char *o;
-
-	*out = o = malloc(n + 1);
-	if (!o)
-		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%') {
-			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-				free(*out);
-				*out = NULL;
-				return al_error_set(AL_ERR_INVALID, "postgresql connection url: the %s has a bad "
-								    "%%-escape (write %%XX with two hex digits, not "
-								    "%%00)", what);
-			}
-			*o++ = (char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return AL_OK;
+	int rc = util_percent_decode(s, n, 0, out, NULL);
+	if (rc == AL_ERR_INVALID)
+		return al_error_set(AL_ERR_INVALID, "postgresql connection url: the %s has a bad %%-escape (write %%XX "
+						    "with two hex digits, not %%00)", what);
+	return rc;
 }
 
 /* A parameter name safe to repeat in a message: short, letters and '_'. */

@@ -1076,10 +1076,27 @@ static int replace_field(json_t *dst, const json_t *src, const char *field)
 	return json_object_set_new(dst, field, json_deep_copy(v)) < 0 ? nomem() : AL_OK;
 }
 
-static int kube_update(struct store *base, const json_t *in, const json_t *audit, json_t **out)
+/*
+ * Writes of an existing object (kube_update, kube_update_status) share one
+ * shape: build a body for this attempt, send it, and - only when the caller
+ * gave no resourceVersion ("whatever is current") - build again from a fresh
+ * read on a 409. A caller's own version is never retried: its conflict is
+ * theirs to see. Then the answer is remembered and audited.
+ */
+struct write_op {
+	const char *method;       /* PUT or PATCH */
+	const char *subresource;  /* NULL or "status" */
+	const char *content_type; /* NULL for JSON */
+	const char *audit_action; /* "update", "status update" */
+	/* The body of one attempt, a new reference in *body. */
+	int (*build)(struct kube_store *s, const struct key *k, const json_t *in, const char *want, int attempt,
+		     json_t **body);
+};
+
+static int write_existing(struct kube_store *s, const struct write_op *op, const json_t *in, const json_t *audit,
+			  json_t **out)
 {
-	struct kube_store *s = from_base(base);
-	json_t *body = NULL, *res = NULL, *cur = NULL;
+	json_t *body = NULL, *res = NULL;
 	const char *want;
 	char *path = NULL;
 	struct key k;
@@ -1089,45 +1106,15 @@ static int kube_update(struct store *base, const json_t *in, const json_t *audit
 		*out = NULL;
 	if ((rc = check_object(in, &k)) < 0 || (rc = input_rv(in, &want)) < 0)
 		return rc;
-	path = obj_path(k.kind, k.ns, k.name, NULL);
+	path = obj_path(k.kind, k.ns, k.name, op->subresource);
 	if (!path)
 		return AL_ERR_INVALID;
 	for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
 		json_decref(body);
-		json_decref(cur);
-		cur = NULL;
-		if (want) {
-			/* The caller's object as it is: the server checks its version. */
-			body = json_deep_copy(in);
-			if (!body || json_object_set_new(json_object_get(body, "metadata"), "namespace",
-							 json_string(k.ns)) < 0) {
-				rc = nomem();
-				break;
-			}
-		} else {
-			/* "Whatever is current": the embedded store's fields onto the
-			 * current object, sent with its version (custom resources
-			 * refuse unconditional updates). */
-			const json_t *in_md = json_object_get(in, "metadata");
-			json_t *md;
-			if ((rc = get_obj(s, &k, &cur)) < 0)
-				break;
-			body = json_deep_copy(cur);
-			if (!body) {
-				rc = nomem();
-				break;
-			}
-			md = json_object_get(body, "metadata");
-			if ((rc = replace_field(md, in_md, "labels")) < 0 ||
-			    (rc = replace_field(md, in_md, "annotations")) < 0 ||
-			    (rc = replace_field(md, in_md, "finalizers")) < 0 ||
-			    (rc = replace_field(md, in_md, "ownerReferences")) < 0 ||
-			    (rc = replace_field(body, in, "spec")) < 0)
-				break;
-		}
-		json_object_del(body, "status");
-		json_object_del(json_object_get(body, "metadata"), "managedFields");
-		rc = request(s, "PUT", path, body, NULL, &res);
+		body = NULL;
+		if ((rc = op->build(s, &k, in, want, attempt, &body)) < 0)
+			break;
+		rc = request(s, op->method, path, body, op->content_type, &res);
 		if (rc != AL_ERR_CONFLICT || want)
 			break;
 	}
@@ -1139,7 +1126,7 @@ static int kube_update(struct store *base, const json_t *in, const json_t *audit
 		goto out;
 	clean(res);
 	seen_put(s, &k, res);
-	if ((rc = audit_after(s, audit, res, "update", &k)) < 0)
+	if ((rc = audit_after(s, audit, res, op->audit_action, &k)) < 0)
 		goto out;
 	if (out) {
 		*out = res;
@@ -1147,10 +1134,57 @@ static int kube_update(struct store *base, const json_t *in, const json_t *audit
 	}
 out:
 	json_decref(body);
-	json_decref(cur);
 	json_decref(res);
 	free(path);
 	return rc;
+}
+
+/* PUT body: with the caller's version, their object as it is (the server
+ * checks the version); without one, the embedded store's fields onto the
+ * current object, sent with its version (custom resources refuse
+ * unconditional updates). Never the status: that is the subresource's. */
+static int update_body(struct kube_store *s, const struct key *k, const json_t *in, const char *want, int attempt,
+		       json_t **body)
+{
+	json_t *b = NULL, *cur = NULL;
+	int rc = AL_OK;
+
+	(void)attempt;
+	if (want) {
+		b = json_deep_copy(in);
+		if (!b || json_object_set_new(json_object_get(b, "metadata"), "namespace", json_string(k->ns)) < 0)
+			rc = nomem();
+	} else {
+		const json_t *in_md = json_object_get(in, "metadata");
+		json_t *md;
+		if ((rc = get_obj(s, k, &cur)) < 0)
+			goto out;
+		if (!(b = json_deep_copy(cur))) {
+			rc = nomem();
+			goto out;
+		}
+		md = json_object_get(b, "metadata");
+		if ((rc = replace_field(md, in_md, "labels")) < 0 || (rc = replace_field(md, in_md, "annotations")) < 0 ||
+		    (rc = replace_field(md, in_md, "finalizers")) < 0 ||
+		    (rc = replace_field(md, in_md, "ownerReferences")) < 0 || (rc = replace_field(b, in, "spec")) < 0)
+			goto out;
+	}
+	if (rc < 0)
+		goto out;
+	json_object_del(b, "status");
+	json_object_del(json_object_get(b, "metadata"), "managedFields");
+	*body = b;
+	b = NULL;
+out:
+	json_decref(b);
+	json_decref(cur);
+	return rc;
+}
+
+static int kube_update(struct store *base, const json_t *in, const json_t *audit, json_t **out)
+{
+	static const struct write_op op = { "PUT", NULL, NULL, "update", update_body };
+	return write_existing(from_base(base), &op, in, audit, out);
 }
 
 /*
@@ -1187,78 +1221,45 @@ static json_t *replace_patch(const json_t *old, const json_t *new)
 	return p;
 }
 
+/* Status merge patch: the new status, with null for every key the current
+ * status has and the new one lacks, carrying the version it was computed
+ * against (a stale one answers 409). The current status comes from the one
+ * remembered at the caller's version when there is one (first attempt), or
+ * from a fresh read. */
+static int status_patch(struct kube_store *s, const struct key *k, const json_t *in, const char *want, int attempt,
+			json_t **body)
+{
+	json_t *cur = NULL, *base_status = NULL, *sp;
+	const char *have;
+	int rc = AL_OK;
+
+	if (attempt == 0 && want && (base_status = seen_status(s, k, want))) {
+		have = want;
+	} else {
+		if ((rc = get_obj(s, k, &cur)) < 0)
+			return rc;
+		have = rv_of(cur);
+		if (want && (!have || strcmp(have, want) != 0)) {
+			json_decref(cur);
+			return AL_ERR_CONFLICT;
+		}
+		base_status = json_incref(json_object_get(cur, "status"));
+	}
+	sp = replace_patch(base_status, json_object_get(in, "status"));
+	json_decref(base_status);
+	/* `have` may point into cur: pack before letting it go. */
+	*body = sp ? json_pack("{s:{s:s?}, s:o}", "metadata", "resourceVersion", have, "status", sp) : NULL;
+	if (!*body)
+		rc = nomem();
+	json_decref(cur);
+	return rc;
+}
+
 static int kube_update_status(struct store *base, const json_t *in, const json_t *audit, json_t **out)
 {
-	struct kube_store *s = from_base(base);
-	json_t *cur = NULL, *patch = NULL, *res = NULL;
-	const char *want;
-	char *path = NULL;
-	struct key k;
-	int rc;
-
-	if (out)
-		*out = NULL;
-	if ((rc = check_object(in, &k)) < 0 || (rc = input_rv(in, &want)) < 0)
-		return rc;
-	path = obj_path(k.kind, k.ns, k.name, "status");
-	if (!path)
-		return AL_ERR_INVALID;
-	for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
-		const char *have;
-		json_t *sp;
-
-		json_t *base_status = NULL;
-
-		json_decref(cur);
-		cur = NULL;
-		json_decref(patch);
-		patch = NULL;
-		/* The current status says which keys the patch must null out. The
-		 * one remembered at the version the caller writes against will do
-		 * (the patch carries that version: if it is stale, 409). */
-		if (attempt == 0 && want && (base_status = seen_status(s, &k, want))) {
-			have = want;
-		} else {
-			if ((rc = get_obj(s, &k, &cur)) < 0)
-				break;
-			have = rv_of(cur);
-			if (want && (!have || strcmp(have, want) != 0)) {
-				rc = AL_ERR_CONFLICT;
-				break;
-			}
-			base_status = json_incref(json_object_get(cur, "status"));
-		}
-		sp = replace_patch(base_status, json_object_get(in, "status"));
-		json_decref(base_status);
-		patch = sp ? json_pack("{s:{s:s?}, s:o}", "metadata", "resourceVersion", have, "status", sp) : NULL;
-		if (!patch) {
-			rc = nomem();
-			break;
-		}
-		rc = request(s, "PATCH", path, patch, "application/merge-patch+json", &res);
-		if (rc != AL_ERR_CONFLICT || want)
-			break;
-	}
-	if (rc == AL_ERR_CONFLICT)
-		rc = conflict(&k, want ? want : "the current one, repeatedly");
-	else if (rc == AL_ERR_NOT_FOUND)
-		rc = not_found(&k);
-	if (rc < 0)
-		goto out;
-	clean(res);
-	seen_put(s, &k, res);
-	if ((rc = audit_after(s, audit, res, "status update", &k)) < 0)
-		goto out;
-	if (out) {
-		*out = res;
-		res = NULL;
-	}
-out:
-	json_decref(cur);
-	json_decref(patch);
-	json_decref(res);
-	free(path);
-	return rc;
+	static const struct write_op op = { "PATCH", "status", "application/merge-patch+json", "status update",
+					    status_patch };
+	return write_existing(from_base(base), &op, in, audit, out);
 }
 
 static int kube_remove(struct store *base, const char *kind, const char *ns, const char *name, const char *rv,

@@ -1,10 +1,12 @@
 #include "web/html.h"
 
 #include "common/error.h"
+#include "common/util.h"
 
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define REPLACEMENT "\xEF\xBF\xBD" /* U+FFFD */
@@ -191,42 +193,26 @@ int html_fmt(struct buf *b, const char *fmt, ...)
 
 /* ---- forms --------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes one name or value of a form body: '+' is a space, %XX a byte. */
 static int form_decode(const char *s, size_t len, struct buf *out)
 {
+	char *dec = NULL;
+	size_t n = 0;
+	int rc = util_percent_decode(s, len, UTIL_PCT_PLUS, &dec, &n);
+
+	if (rc == AL_ERR_INVALID)
+		return al_error_set(AL_ERR_INVALID, "the form has a bad %%-escape or a NUL byte");
+	if (rc)
+		return rc;
 	buf_reset(out);
-	for (size_t i = 0; i < len; i++) {
-		int rc;
-		char c = s[i];
-		if (c == '+') {
-			c = ' ';
-		} else if (c == '%') {
-			int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
-			int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
-			if (hi < 0 || lo < 0)
-				return al_error_set(AL_ERR_INVALID, "the form has a bad %%-escape");
-			c = (char)(hi * 16 + lo);
-			i += 2;
-		}
-		if (c == '\0')
-			return al_error_set(AL_ERR_INVALID, "the form contains a NUL byte");
-		if ((rc = buf_appendc(out, c)))
-			return rc;
-	}
-	if (out->len && !html_utf8_valid(out->ptr, out->len))
-		return al_error_set(AL_ERR_INVALID, "the form is not valid UTF-8");
-	return AL_OK;
+	if (memchr(dec, '\0', n))
+		rc = al_error_set(AL_ERR_INVALID, "the form contains a NUL byte");
+	else if (n && !html_utf8_valid(dec, n))
+		rc = al_error_set(AL_ERR_INVALID, "the form is not valid UTF-8");
+	else
+		rc = buf_append(out, dec, n);
+	free(dec);
+	return rc;
 }
 
 int html_form_parse(const char *body, size_t len, json_t **out)

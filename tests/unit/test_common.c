@@ -165,6 +165,36 @@ static void test_files(void **state)
 	free(path);
 }
 
+static void test_percent_decode(void **state)
+{
+	char *out = NULL;
+	size_t n = 0;
+	(void)state;
+
+	assert_int_equal(util_percent_decode("a%2Fb%20c+d", 11, 0, &out, &n), AL_OK);
+	assert_string_equal(out, "a/b c+d");
+	assert_int_equal(n, 7);
+	free(out);
+	assert_int_equal(util_percent_decode("a+b%2bc", 7, UTIL_PCT_PLUS, &out, NULL), AL_OK);
+	assert_string_equal(out, "a b+c");
+	free(out);
+	/* Only the n bytes given; an empty input is an empty string. */
+	assert_int_equal(util_percent_decode("ab%41", 2, 0, &out, &n), AL_OK);
+	assert_string_equal(out, "ab");
+	free(out);
+	assert_int_equal(util_percent_decode("", 0, 0, &out, &n), AL_OK);
+	assert_string_equal(out, "");
+	assert_int_equal(n, 0);
+	free(out);
+	/* Refused, with nothing to free: short, non-hex and NUL escapes. */
+	const char *bad[] = { "%", "%4", "a%4", "%g1", "%1g", "%00", "x%00y" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		out = (char *)1;
+		assert_int_equal(util_percent_decode(bad[i], strlen(bad[i]), 0, &out, NULL), AL_ERR_INVALID);
+		assert_null(out);
+	}
+}
+
 struct libc_table {
 	size_t (*strlen_fn)(const char *s);
 	int (*abs_fn)(int j);
@@ -213,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_hashing_and_random),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_dynlib),
+		cmocka_unit_test(test_percent_decode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
