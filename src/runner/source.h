@@ -44,6 +44,7 @@
 #ifndef AL_RUNNER_SOURCE_H
 #define AL_RUNNER_SOURCE_H
 
+#include "common/buf.h"
 #include "runner/csv.h"
 
 #include <jansson.h>
@@ -121,6 +122,48 @@ const struct source_ops *source_find(const char *type);
 const char *source_types(void);
 
 void source_table_result_free(struct source_table_result *r);
+
+/* ---- helpers every source uses ------------------------------------------ */
+
+/* Progress about once a second (SOURCE_PROGRESS_INTERVAL_MS), whatever the
+ * row or byte rate: call source_progress_tick after each row or block. The
+ * clock is read at most every SOURCE_PROGRESS_EVERY_ROWS calls when
+ * counting rows, so the per-row cost is a compare. */
+#define SOURCE_PROGRESS_INTERVAL_MS 1000
+#define SOURCE_PROGRESS_EVERY_ROWS 8192
+
+struct source_progress {
+	source_progress_fn fn; /* may be NULL: then nothing is reported */
+	void *ctx;
+	const char *object;    /* borrowed */
+	int64_t last;          /* monotonic ms of the last report (or the start) */
+};
+
+void source_progress_init(struct source_progress *p, source_progress_fn fn, void *ctx, const char *object);
+/* count rows so far: reports when a second has passed since the last
+ * report, looking at the clock every SOURCE_PROGRESS_EVERY_ROWS rows. */
+void source_progress_rows(struct source_progress *p, uint64_t rows);
+/* count bytes (or anything arriving in blocks): looks at the clock on every
+ * call. */
+void source_progress_tick(struct source_progress *p, uint64_t count);
+
+/* Names in a message, "a, b, c and 12 more", or "(none)": at most
+ * SOURCE_LIST_MAX names, and none past SOURCE_LIST_BYTES, so a one-line
+ * message keeps its end (messages are cut at AL_ERROR_MSG_MAX). */
+#define SOURCE_LIST_MAX 30
+#define SOURCE_LIST_BYTES 500
+
+struct source_list {
+	struct buf *out; /* borrowed: appended to */
+	size_t shown, seen;
+};
+
+void source_list_init(struct source_list *l, struct buf *out);
+/* Counts name, and writes it while the list is short enough. */
+int source_list_add(struct source_list *l, const char *name);
+/* " and N more" (total: how many there are, or 0 for the ones added), or
+ * "(none)" for an empty list. */
+int source_list_end(struct source_list *l, size_t total);
 
 /* The sources (each in its own source_<type>.c). */
 extern const struct source_ops source_sqlite_ops;

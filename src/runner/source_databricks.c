@@ -13,8 +13,6 @@
 #include <strings.h>
 #include <time.h>
 
-#define PROGRESS_INTERVAL_MS 1000
-#define LIST_TABLES_MAX 30
 #define SERVER_MESSAGE_MAX 400
 #define API_ATTEMPTS 5
 #define POLL_FIRST_MS 250
@@ -1072,10 +1070,7 @@ struct link_ctx {
 	int checked;     /* status looked at */
 	uint64_t fed;    /* bytes given to the reader */
 	int rc;
-	const char *table;
-	source_progress_fn progress;
-	void *ctx;
-	int64_t last;
+	struct source_progress prog;
 };
 
 static size_t on_link(char *data, size_t size, size_t nmemb, void *ud)
@@ -1092,13 +1087,7 @@ static size_t on_link(char *data, size_t size, size_t nmemb, void *ud)
 	if ((l->rc = source_databricks_rows_feed(l->rows, data, n)))
 		return 0;
 	l->fed += n;
-	if (l->progress) {
-		int64_t now = util_monotonic_ms();
-		if (now - l->last >= PROGRESS_INTERVAL_MS) {
-			l->last = now;
-			l->progress(l->ctx, l->table, l->rows->rows);
-		}
-	}
+	source_progress_tick(&l->prog, l->rows->rows);
 	return n;
 }
 
@@ -1275,8 +1264,7 @@ static int dbx_export(struct source *base, const char *table, struct csv_writer 
 {
 	struct source_databricks *s = (struct source_databricks *)base;
 	struct source_databricks_rows rows;
-	struct link_ctx l = { .s = s, .rows = &rows, .table = table, .progress = progress, .ctx = ctx,
-			      .last = util_monotonic_ms() };
+	struct link_ctx l = { .s = s, .rows = &rows };
 	json_t *resp = NULL, *next_resp = NULL, *cols = NULL, *manifest, *result, *total;
 	struct buf sql, what, path;
 	const char *format;
@@ -1284,6 +1272,7 @@ static int dbx_export(struct source *base, const char *table, struct csv_writer 
 	json_int_t expect = 0;
 	int rc;
 
+	source_progress_init(&l.prog, progress, ctx, table);
 	res->columns = NULL;
 	res->rows = 0;
 	buf_init(&sql, 64 << 10);
@@ -1382,9 +1371,11 @@ static int list_tables(struct source_databricks *s, const char *table, struct bu
 	json_t *resp = NULL, *cols, *c, *row, *data;
 	struct buf sql;
 	char *id = NULL;
-	size_t i, col = 1, n = 0;
+	size_t i, col = 1;
+	struct source_list list;
 	int rc;
 
+	source_list_init(&list, out);
 	buf_init(&sql, 64 << 10);
 	if ((rc = source_databricks_show_tables(table, &sql)) ||
 	    (rc = run_statement(s, sql.ptr, 0, "listing tables", &id, &resp)))
@@ -1400,14 +1391,10 @@ static int list_tables(struct source_databricks *s, const char *table, struct bu
 		const char *name = json_string_value(json_array_get(row, col));
 		if (!name)
 			continue;
-		if (n < LIST_TABLES_MAX && (rc = buf_appendf(out, "%s%s", n ? ", " : "", name)))
+		if ((rc = source_list_add(&list, name)))
 			goto out;
-		n++;
 	}
-	if (n > LIST_TABLES_MAX)
-		rc = buf_appendf(out, " and %zu more", n - LIST_TABLES_MAX);
-	else if (!n)
-		rc = buf_appends(out, "(none)");
+	rc = source_list_end(&list, 0);
 out:
 	free(id);
 	json_wipe_decref(resp);

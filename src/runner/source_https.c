@@ -14,7 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PROGRESS_INTERVAL_MS 1000
 #define META_MAX_BYTES ((size_t)64 << 10)
 #define URL_MAX_BYTES ((size_t)64 << 10)
 #define HEADER_VALUE_MAX ((size_t)8 << 10)
@@ -489,9 +488,7 @@ struct xfer {
 	EVP_MD_CTX *sha;
 	int rc;                   /* an error from a callback (message set) */
 	int probe;                /* check(): bodies are read and dropped */
-	source_progress_fn progress;
-	void *ctx;
-	int64_t last_progress;
+	struct source_progress prog;
 };
 
 static void xfer_reset_headers(struct xfer *x)
@@ -665,13 +662,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 	}
 	EVP_DigestUpdate(x->sha, data, n);
 	x->size += n;
-	if (x->progress) {
-		int64_t now = util_monotonic_ms();
-		if (now - x->last_progress >= PROGRESS_INTERVAL_MS) {
-			x->last_progress = now;
-			x->progress(x->ctx, x->object, x->size);
-		}
-	}
+	source_progress_tick(&x->prog, x->size);
 	return n;
 }
 
@@ -871,8 +862,7 @@ static int https_fetch(struct source *base, const char *object, const char *part
 		       void *ctx, struct source_file_result *out)
 {
 	struct source_https *s = (struct source_https *)base;
-	struct xfer x = { .s = s, .object = object, .fd = -1, .part_path = part_path, .progress = progress,
-			  .ctx = ctx, .last_progress = util_monotonic_ms() };
+	struct xfer x = { .s = s, .object = object, .fd = -1, .part_path = part_path };
 	struct source_https_meta meta = { 0 };
 	struct buf url, display, meta_path;
 	const char *validator = NULL, *digest_from = NULL;
@@ -883,6 +873,7 @@ static int https_fetch(struct source *base, const char *object, const char *part
 	struct stat st;
 	int rc, bad = 0;
 
+	source_progress_init(&x.prog, progress, ctx, object);
 	memset(out, 0, sizeof(*out));
 	buf_init(&url, URL_MAX_BYTES);
 	buf_init(&display, URL_MAX_BYTES);

@@ -13,12 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
-/* How many table names a "not found" message lists before "and N more". */
-#define LIST_TABLES_MAX 30
 /* How many unsupported columns one message names. */
 #define LIST_COLUMNS_MAX 10
-#define PROGRESS_EVERY_ROWS 8192
-#define PROGRESS_INTERVAL_MS 1000
 #define DEFAULT_TIMEOUT_S 30
 /* A read waits this many connect timeouts: long enough for a view that takes
  * a while before its first row, short enough to notice a vanished server. */
@@ -747,24 +743,21 @@ static int list_tables(struct source_mariadb *s, const char *schema, struct buf 
 	struct buf sql;
 	MYSQL_RES *res = NULL;
 	MYSQL_ROW row;
-	int n = 0, rc;
+	struct source_list list;
+	int rc;
 
+	source_list_init(&list, out);
 	buf_init(&sql, SQL_MAX);
 	rc = buf_appends(&sql, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ");
 	rc = rc ? rc : append_literal(s, &sql, schema);
 	rc = rc ? rc : buf_appends(&sql, " ORDER BY TABLE_NAME");
 	rc = rc ? rc : run_query(s, &sql, &res, "cannot list tables");
-	while (!rc && (row = s->api->fetch_row(res))) {
-		if (n < LIST_TABLES_MAX && row[0])
-			rc = buf_appendf(out, "%s%s", n ? ", " : "", row[0]);
-		n++;
-	}
+	while (!rc && (row = s->api->fetch_row(res)))
+		rc = source_list_add(&list, row[0]);
 	if (!rc)
 		rc = end_of_rows(s, "cannot list tables");
-	if (!rc && n > LIST_TABLES_MAX)
-		rc = buf_appendf(out, " and %d more", n - LIST_TABLES_MAX);
-	if (!rc && !n)
-		rc = buf_appends(out, "(none)");
+	if (!rc)
+		rc = source_list_end(&list, 0);
 	if (res)
 		s->api->free_result(res);
 	buf_free(&sql);
@@ -1020,9 +1013,10 @@ static int mdb_export(struct source *base, const char *object, struct csv_writer
 	MYSQL_ROW row;
 	json_t *cols = NULL;
 	uint64_t nrows = 0;
-	int64_t last = util_monotonic_ms();
+	struct source_progress prog;
 	int rc;
 
+	source_progress_init(&prog, progress, ctx, object);
 	res->columns = NULL;
 	res->rows = 0;
 	buf_init(&sql, SQL_MAX);
@@ -1082,13 +1076,7 @@ static int mdb_export(struct source *base, const char *object, struct csv_writer
 		if ((rc = csv_writer_end_record(w)))
 			goto out;
 		nrows++;
-		if (progress && nrows % PROGRESS_EVERY_ROWS == 0) {
-			int64_t now = util_monotonic_ms();
-			if (now - last >= PROGRESS_INTERVAL_MS) {
-				last = now;
-				progress(ctx, object, nrows);
-			}
-		}
+		source_progress_rows(&prog, nrows);
 	}
 	if (s->api->errno_(s->db)) {
 		rc = db_fail(s, "table '%s': read failed after %llu rows", object, (unsigned long long)nrows);

@@ -11,14 +11,10 @@
 #include <strings.h>
 
 /* How many table names a "not found" message lists before "and N more". */
-#define LIST_TABLES_MAX 30
-/* ... and stops early past this many bytes, so the one-line message keeps
- * its end (messages are cut at AL_ERROR_MSG_MAX). */
-#define LIST_TABLES_BYTES 500
+#define LIST_TABLES_MAX 30 /* = SOURCE_LIST_MAX, spelled out for STR() in the SQL */
+_Static_assert(LIST_TABLES_MAX == SOURCE_LIST_MAX, "the SQL fetches as many names as a message lists");
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define PROGRESS_EVERY_ROWS 8192
-#define PROGRESS_INTERVAL_MS 1000
 #define DEFAULT_TIMEOUT_S 30
 #define SQL_MAX ((size_t)16 << 20)
 
@@ -744,20 +740,20 @@ out:
 static int list_tables(struct source_pg *s, struct buf *b)
 {
 	PGresult *res;
+	struct source_list list;
 	long total = 0;
-	int rc, n, shown;
+	int rc, n;
 
 	if ((rc = exec_rows(s, &res, SQL_LIST_TABLES, 0, NULL, "cannot list tables")))
 		return rc;
+	source_list_init(&list, b);
 	n = s->pq->ntuples(res);
 	if (n > 0)
 		total = strtol(s->pq->getvalue(res, 0, 1), NULL, 10);
-	for (shown = 0; !rc && shown < n && b->len < LIST_TABLES_BYTES; shown++)
-		rc = buf_appendf(b, "%s%s", shown ? ", " : "", s->pq->getvalue(res, shown, 0));
-	if (!rc && total > shown)
-		rc = buf_appendf(b, " and %ld more", total - shown);
-	if (!rc && n == 0)
-		rc = buf_appends(b, "(none)");
+	for (int i = 0; !rc && i < n; i++)
+		rc = source_list_add(&list, s->pq->getvalue(res, i, 0));
+	if (!rc)
+		rc = source_list_end(&list, total > 0 ? (size_t)total : 0);
 	s->pq->clear(res);
 	return rc;
 }
@@ -1070,9 +1066,10 @@ static int pg_export(struct source *base, const char *object, struct csv_writer 
 	struct buf sql, what;
 	PGresult *r = NULL;
 	uint64_t nrows = 0;
-	int64_t last = util_monotonic_ms();
+	struct source_progress prog;
 	int rc, len, sent = 0;
 
+	source_progress_init(&prog, progress, ctx, object);
 	res->columns = NULL;
 	res->rows = 0;
 	if ((rc = pg_usable(s)) || (rc = resolve(s, object, &t)))
@@ -1118,13 +1115,7 @@ static int pg_export(struct source *base, const char *object, struct csv_writer 
 			goto out;
 		}
 		nrows++;
-		if (progress && nrows % PROGRESS_EVERY_ROWS == 0) {
-			int64_t now = util_monotonic_ms();
-			if (now - last >= PROGRESS_INTERVAL_MS) {
-				last = now;
-				progress(ctx, object, nrows);
-			}
-		}
+		source_progress_rows(&prog, nrows);
 	}
 	/* -1: the COPY ended (its result says how); -2: the connection failed. */
 	r = s->pq->get_result(s->conn);

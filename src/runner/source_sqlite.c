@@ -10,9 +10,6 @@
 #include <sys/stat.h>
 
 /* How many table names a "not found" message lists before "and N more". */
-#define LIST_TABLES_MAX 30
-#define PROGRESS_EVERY_ROWS 8192
-#define PROGRESS_INTERVAL_MS 1000
 
 struct source_sqlite {
 	const struct source_ops *ops; /* first: a struct source */
@@ -134,26 +131,21 @@ static void sqlite_close(struct source *base)
 static int list_tables(struct source_sqlite *s, struct buf *b)
 {
 	sqlite3_stmt *st = NULL;
-	int n = 0, rc = AL_OK, step;
+	struct source_list list;
+	int rc = AL_OK, step;
 
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT name FROM sqlite_schema WHERE type IN ('table','view') "
 			       "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
 			       -1, &st, NULL) != SQLITE_OK)
 		return db_error(s, "cannot list tables");
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n < LIST_TABLES_MAX)
-			rc = buf_appendf(b, "%s%s", n ? ", " : "", (const char *)sqlite3_column_text(st, 0));
-		if (rc)
-			break;
-		n++;
-	}
-	if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
+	source_list_init(&list, b);
+	while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+		rc = source_list_add(&list, (const char *)sqlite3_column_text(st, 0));
+	if (!rc && step != SQLITE_DONE)
 		rc = db_error(s, "cannot list tables");
-	if (!rc && n > LIST_TABLES_MAX)
-		rc = buf_appendf(b, " and %d more", n - LIST_TABLES_MAX);
-	if (!rc && n == 0)
-		rc = buf_appends(b, "(none)");
+	if (!rc)
+		rc = source_list_end(&list, 0);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -203,9 +195,10 @@ static int sqlite_export(struct source *base, const char *table, struct csv_writ
 	struct buf sql;
 	json_t *cols = NULL;
 	uint64_t nrows = 0;
-	int64_t last = util_monotonic_ms();
+	struct source_progress prog;
 	int ncol, step, rc;
 
+	source_progress_init(&prog, progress, ctx, table);
 	res->columns = NULL;
 	res->rows = 0;
 	buf_init(&sql, 64 << 10);
@@ -279,13 +272,7 @@ static int sqlite_export(struct source *base, const char *table, struct csv_writ
 		if ((rc = csv_writer_end_record(w)))
 			goto out;
 		nrows++;
-		if (progress && nrows % PROGRESS_EVERY_ROWS == 0) {
-			int64_t now = util_monotonic_ms();
-			if (now - last >= PROGRESS_INTERVAL_MS) {
-				last = now;
-				progress(ctx, table, nrows);
-			}
-		}
+		source_progress_rows(&prog, nrows);
 	}
 	if (step != SQLITE_DONE) {
 		rc = al_error_set(AL_ERR_IO, "table '%s' in %s: read failed after %llu rows: %s", table, s->base,

@@ -4,10 +4,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 #include "common/util.h"
 #include "resource/resource.h"
 #include "runner/runner.h"
+#include "runner/source.h"
 #include "runner/source_sqlite.h"
 
 #include <dirent.h>
@@ -299,6 +301,92 @@ static void test_load_datasource_yaml(void **state)
 	free(path);
 }
 
+static void test_source_list(void **state)
+{
+	struct buf b;
+	struct source_list l;
+	char name[16];
+	(void)state;
+
+	buf_init(&b, 1 << 16);
+	source_list_init(&l, &b);
+	assert_int_equal(source_list_end(&l, 0), AL_OK);
+	assert_string_equal(b.ptr, "(none)");
+
+	buf_reset(&b);
+	source_list_init(&l, &b);
+	assert_int_equal(source_list_add(&l, "a"), AL_OK);
+	assert_int_equal(source_list_add(&l, "b"), AL_OK);
+	assert_int_equal(source_list_end(&l, 0), AL_OK);
+	assert_string_equal(b.ptr, "a, b");
+
+	/* 42 names: 30 shown, the rest counted. */
+	buf_reset(&b);
+	source_list_init(&l, &b);
+	for (int i = 0; i < 42; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		assert_int_equal(source_list_add(&l, name), AL_OK);
+	}
+	assert_int_equal(source_list_end(&l, 0), AL_OK);
+	assert_non_null(strstr(b.ptr, "t29 and 12 more"));
+	assert_null(strstr(b.ptr, "t30"));
+
+	/* A total from the server beyond what was fetched. */
+	buf_reset(&b);
+	source_list_init(&l, &b);
+	assert_int_equal(source_list_add(&l, "x"), AL_OK);
+	assert_int_equal(source_list_end(&l, 5), AL_OK);
+	assert_string_equal(b.ptr, "x and 4 more");
+
+	/* Long names stop at the byte bound. */
+	buf_reset(&b);
+	source_list_init(&l, &b);
+	char long_name[201];
+	memset(long_name, 'n', 200);
+	long_name[200] = '\0';
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(source_list_add(&l, long_name), AL_OK);
+	assert_int_equal(source_list_end(&l, 0), AL_OK);
+	assert_true(b.len < SOURCE_LIST_BYTES + 220);
+	assert_non_null(strstr(b.ptr, "and 7 more"));
+	buf_free(&b);
+}
+
+static int progress_calls;
+static uint64_t progress_last;
+
+static void count_progress(void *ctx, const char *object, uint64_t count)
+{
+	(void)ctx;
+	assert_string_equal(object, "t");
+	progress_calls++;
+	progress_last = count;
+}
+
+static void test_source_progress(void **state)
+{
+	struct source_progress p;
+	(void)state;
+
+	/* No callback: nothing, and no crash. */
+	source_progress_init(&p, NULL, NULL, "t");
+	source_progress_rows(&p, SOURCE_PROGRESS_EVERY_ROWS);
+	source_progress_tick(&p, 1);
+
+	progress_calls = 0;
+	source_progress_init(&p, count_progress, NULL, "t");
+	source_progress_tick(&p, 10); /* less than a second since init */
+	assert_int_equal(progress_calls, 0);
+	p.last -= SOURCE_PROGRESS_INTERVAL_MS; /* a second has passed */
+	source_progress_rows(&p, SOURCE_PROGRESS_EVERY_ROWS - 1); /* not a multiple: the clock is not read */
+	assert_int_equal(progress_calls, 0);
+	source_progress_rows(&p, SOURCE_PROGRESS_EVERY_ROWS);
+	assert_int_equal(progress_calls, 1);
+	assert_int_equal(progress_last, SOURCE_PROGRESS_EVERY_ROWS);
+	source_progress_rows(&p, 2 * SOURCE_PROGRESS_EVERY_ROWS); /* just reported */
+	assert_int_equal(progress_calls, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +396,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalid_utf8_fails_cleanly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spec_errors, setup, teardown),
 		cmocka_unit_test(test_url_forms),
+		cmocka_unit_test(test_source_list),
+		cmocka_unit_test(test_source_progress),
 		cmocka_unit_test_setup_teardown(test_credentials_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_datasource_yaml, setup, teardown),
 	};
