@@ -375,7 +375,7 @@ char *util_strndup(const char *s, size_t n)
 	return s ? strndup(s, n) : NULL;
 }
 
-static int hex_digit(char c)
+int util_hex_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -397,8 +397,8 @@ int util_percent_decode(const char *s, size_t n, unsigned flags, char **out, siz
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (c == '%') {
-			int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+			int hi = i + 2 < n ? util_hex_value(s[i + 1]) : -1;
+			int lo = i + 2 < n ? util_hex_value(s[i + 2]) : -1;
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(o);
 				return al_error_set(AL_ERR_INVALID, "bad %%-escape (write %%XX with two hex digits, "

@@ -20,6 +20,8 @@
  * urls, web forms, query strings). UTIL_PCT_PLUS: '+' is a space (forms and
  * query strings), otherwise it stays '+'. */
 #define UTIL_PCT_PLUS 1u
+/* The value of a hex digit (either case), or -1. */
+int util_hex_value(int c);
 /* Decodes s[0..n) into a new NUL-terminated string *out (free it); its
  * length in *out_len when out_len is not NULL. AL_ERR_INVALID (message
  * "bad %-escape ...": callers who can name the part set their own) when a

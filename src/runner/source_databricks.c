@@ -34,18 +34,6 @@ void source_databricks_url_free(struct source_databricks_url *u)
 	memset(u, 0, sizeof(*u));
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-
 /* A warehouse id goes into a url path and messages: keep it plain. */
 static int valid_id(const char *s)
 {
@@ -473,7 +461,7 @@ int source_databricks_rows_feed(struct source_databricks_rows *r, const char *da
 			continue;
 		}
 		case R_UNICODE: {
-			int v = hexval(c);
+			int v = util_hex_value(c);
 			if (v < 0)
 				return rows_fail(r, "a bad \\u escape in a JSON string");
 			r->code = r->code * 16 + (uint32_t)v;
