@@ -6,7 +6,8 @@
  *
  * What it promises:
  *  - Pages are rendered on the server as HTML in which every value is
- *    escaped (web/html.h); they work without JavaScript (there is none) and
+ *    escaped (web/html.h); they work without JavaScript (there is none,
+ *    but for the upload widget on the upload page, web/upload_widget.h) and
  *    on a phone (viewport meta, one small responsive stylesheet served from
  *    /static/airlock.css).
  *  - Every page carries the Content-Security-Policy
