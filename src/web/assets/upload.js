@@ -395,7 +395,7 @@
         items.set(f.path, it);
         addRow(it);
         const prior = existing.get(f.path);
-        if (prior && prior.complete) {
+        if (prior && prior.complete && prior.length === it.file.size) {
           // Already there: a second creation would be refused (409).
           it.sent = it.file.size;
           it.shaEl.textContent = prior.sha256 || '';
@@ -452,7 +452,8 @@
       // handler returns.
       const entries = [];
       if (dt.items && dt.items.length && typeof dt.items[0].webkitGetAsEntry === 'function') {
-        for (const item of dt.items) {
+        for (let i = 0; i < dt.items.length; i++) {
+          const item = dt.items[i];
           const entry = item.kind === 'file' ? item.webkitGetAsEntry() : null;
           if (entry) entries.push(entry);
         }
