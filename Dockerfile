@@ -23,16 +23,17 @@ FROM ${DEBIAN_IMAGE} AS build
 # shell and ca-certificates, which only running the airlock needs.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gcc make pkg-config \
+      gcc make pkg-config nodejs npm \
       libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev \
       libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev libcjose-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what `make` reads (see .dockerignore): the sources, the CRDs it embeds
-# and the script that embeds them.
+# and the script that embeds them, and the script that installs the upload
+# widget's tus-js-client from npm (pinned and checked) for the build to embed.
 COPY Makefile ./
 COPY src/ src/
-COPY scripts/embed-crds.sh scripts/
+COPY scripts/embed-crds.sh scripts/web-deps.sh scripts/
 COPY deploy/crds/ deploy/crds/
 # One job per core is plenty for a single binary; warnings are errors (Makefile).
 RUN make -j"$(nproc)" \

@@ -61,9 +61,16 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-# The web frontend's stylesheet is embedded by assets.c (.incbin), which the
-# compiler's dependency files cannot see.
-$(BUILD)/src/web/assets/assets.o: $(wildcard src/web/assets/*.css)
+# The web frontend's static files are embedded by assets.c (.incbin), which
+# the compiler's dependency files cannot see: our own (src/web/assets/) and
+# tus-js-client's browser bundle with its licences, installed from npm into
+# the cache and prepared in $(WEB_GEN) by scripts/web-deps.sh (one copy for
+# every build flavour: the incbin paths are fixed).
+WEB_GEN := build/web
+WEB_DEPS := $(WEB_GEN)/tus.min.js $(WEB_GEN)/tus-licenses.txt
+$(WEB_DEPS) &: scripts/web-deps.sh
+	scripts/web-deps.sh $(WEB_GEN)
+$(BUILD)/src/web/assets/assets.o: $(wildcard src/web/assets/*.css src/web/assets/*.js) $(WEB_DEPS)
 
 # The CRDs are embedded verbatim: the C validator interprets their schemas.
 $(BUILD)/gen/crd_data.c: $(CRDS) scripts/embed-crds.sh
@@ -88,7 +95,7 @@ tests: $(BIN) $(TEST_BINS) $(CORPUS_BINS)
 # libFuzzer builds (clang).
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=build/fuzz/fuzz_%)
 fuzz: $(FUZZ_BINS)
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) build/fuzz/gen/crd_data.c
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) build/fuzz/gen/crd_data.c $(WEB_DEPS)
 	@mkdir -p $(dir $@)
 	clang -std=c17 -D_GNU_SOURCE -DAIRLOCK_VERSION=\"$(VERSION)\" -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
 		-o $@ $< $(filter-out src/cli/%,$(LIB_SRCS)) build/fuzz/gen/crd_data.c $(LDLIBS)

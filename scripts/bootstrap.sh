@@ -13,7 +13,9 @@ mkdir -p "$cache"
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
 	libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev sqlite3 ca-certificates
-	libcjose-dev)
+	libcjose-dev nodejs npm)
+# (nodejs and npm install the upload widget's tus-js-client at build time:
+# scripts/web-deps.sh)
 # Real PostgreSQL and MariaDB servers (and their command-line clients, the
 # benchmark's peers) for the runner's tests.
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
@@ -36,6 +38,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo_cmd apt-get update -q </dev/null >/dev/null
 	$sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >/dev/null
 fi
+
+# The upload widget's browser library, pinned, from npm into the cache; the
+# build embeds it (the Makefile calls the same script).
+"$here/scripts/web-deps.sh"
 
 if [ "$mode" = test ]; then
 	# Python for pytest end-to-end tests, in a venv cached by requirements hash.

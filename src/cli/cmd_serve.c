@@ -19,6 +19,8 @@
 #include "web/frontend.h"
 #include "web/http_server.h"
 #include "web/session.h"
+#include "web/upload_auth.h"
+#include "web/upload_widget.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -209,6 +211,11 @@ int cmd_serve(int argc, char **argv)
 	fctx.api = &actx;
 	fctx.sessions = sessions;
 	fctx.external_url = cfg.external_url;
+	/* The upload page's widget (docs/frontend.md): tus-js-client and
+	 * /static/upload.js against the uploader's routes below. */
+	fctx.upload_widget = upload_widget_html;
+	fctx.upload_widget_ud = NULL;
+	fctx.upload_widget_csp = UPLOAD_WIDGET_CSP;
 	/* The uploader (docs/uploader.md): tus under /api/v1/datasources/<name>/uploads,
 	 * streamed to the staging volumes; "all files uploaded" seals them. */
 	{
@@ -216,6 +223,10 @@ int cmd_serve(int argc, char **argv)
 		memset(&uo, 0, sizeof(uo));
 		uo.api = &actx;
 		uo.staging_root = cfg.staging_root;
+		/* The browser widget uses the page's session cookie (with the
+		 * CSRF header on writes); bearer tokens work as before. */
+		uo.authenticate = upload_auth_session;
+		uo.authenticate_ud = &fctx;
 		if ((rc = upload_embed_limits(&cfg, &uo.limits, &uo.sweep_seconds)) || (rc = upload_embed_open(&uploads, &uo)))
 			goto out;
 		actx.seal_uploads = upload_embed_seal;

@@ -123,7 +123,12 @@ static enum tus_route_result route(void *ud, const struct http_request *req, str
 		goto out;
 	}
 	if ((rc = authenticate(e, req, &user))) {
-		answer(resp, AL_ERR_UNAUTHORIZED, al_error_message());
+		/* 403 for a known person whose request is refused (a missing CSRF
+		 * token), 500/503 for our own failures, 401 for everything else. */
+		if (rc != AL_ERR_FORBIDDEN && rc != AL_ERR_IO && rc != AL_ERR_NOMEM && rc != AL_ERR_INTERNAL &&
+		    rc != AL_ERR_UNAVAILABLE)
+			rc = AL_ERR_UNAUTHORIZED;
+		answer(resp, rc, al_error_message());
 		goto out;
 	}
 	rc = store_get(e->api->store, KIND_DS, NS, ds_name, &ds);

@@ -49,9 +49,11 @@
 /* Optional extra authentication (the web frontend's session cookie). AL_OK
  * with *out_user = {"username", "roles"} (new reference) for a person;
  * AL_ERR_NOT_FOUND when the request carries no such credential (the bearer
- * token is tried next); any other error refuses the request (401, with its
- * message). It may check more than the session (a CSRF header on a state
- * change, say). */
+ * token is tried next); AL_ERR_FORBIDDEN refuses it with 403 (a person
+ * known, a request not allowed: a state change without the session's CSRF
+ * header, web/upload_auth.h); AL_ERR_IO, _NOMEM, _INTERNAL and _UNAVAILABLE
+ * answer their own status; any other error refuses it with 401. The message
+ * is answered as it is. */
 typedef int (*upload_embed_auth_fn)(void *ud, const struct http_request *req, json_t **out_user);
 
 struct upload_embed_options {

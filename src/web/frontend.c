@@ -1102,7 +1102,8 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
 			"<p>When every file is uploaded, say so. The files are then fixed: they are listed, checked and "
 			"wait for approval.</p>\n"
-			"<button type=\"submit\">All files uploaded</button>\n</form>\n",
+			"<button type=\"submit\" id=\"upload-complete\" data-testid=\"upload-complete\">All files uploaded</button>\n"
+			"</form>\n",
 		     ws, name, p->sess.csrf);
 	}
 	finish(p, 200, title && *title ? title : name);
@@ -1445,4 +1446,32 @@ void frontend_handle(void *userdata, const struct http_request *req, struct http
 	session_free(&p.sess);
 	buf_free(&p.html);
 	free(p.path_copy);
+}
+
+/* ---- the session for other handlers (the uploader's routes) --------------- */
+
+int frontend_session_user(struct frontend_ctx *f, const struct http_request *req, json_t **out_user,
+			  char csrf[SESSION_CSRF_LEN + 1])
+{
+	struct page p;
+	char id[SESSION_ID_LEN + 1];
+	int rc;
+
+	*out_user = NULL;
+	csrf[0] = '\0';
+	memset(&p, 0, sizeof(p));
+	p.f = f;
+	p.req = req;
+	if (!cookie_id(&p, session_cookie(&p), id))
+		return al_error_set(AL_ERR_NOT_FOUND, "no session cookie");
+	/* The same resolution as every page's, so whatever load_session
+	 * accepts (local today, OIDC later) is accepted here too. */
+	if (!(rc = load_session(&p))) {
+		memcpy(csrf, p.sess.csrf, SESSION_CSRF_LEN + 1);
+		*out_user = p.user;
+		p.user = NULL;
+	}
+	json_decref(p.user);
+	session_free(&p.sess);
+	return rc;
 }

@@ -6,7 +6,8 @@
  *
  * What it promises:
  *  - Pages are rendered on the server as HTML in which every value is
- *    escaped (web/html.h); they work without JavaScript (there is none) and
+ *    escaped (web/html.h); they work without JavaScript (there is none,
+ *    but for the upload widget on the upload page, web/upload_widget.h) and
  *    on a phone (viewport meta, one small responsive stylesheet served from
  *    /static/airlock.css).
  *  - Every page carries the Content-Security-Policy
@@ -43,8 +44,8 @@
 #include "common/buf.h"
 #include "web/api.h"
 #include "web/http_server.h"
+#include "web/session.h"
 
-struct session_store;
 
 /* The policy of every page (the upload page may add the widget's sources). */
 #define FRONTEND_CSP                                                                                       \
@@ -77,5 +78,14 @@ struct frontend_ctx {
  * to api_handle (userdata->api); every other path is a page. userdata is a
  * struct frontend_ctx. */
 void frontend_handle(void *userdata, const struct http_request *req, struct http_response *resp);
+
+/* The person behind the request's session cookie, resolved exactly as the
+ * pages do: AL_OK with *out_user = {"username", "roles", ...} (new
+ * reference) and csrf = the session's CSRF token; AL_ERR_NOT_FOUND when the
+ * request has no session cookie; AL_ERR_UNAUTHORIZED when the session has
+ * ended (it is then deleted). For handlers beside the pages, such as the
+ * uploader's (web/upload_auth.h). */
+int frontend_session_user(struct frontend_ctx *f, const struct http_request *req, json_t **out_user,
+			  char csrf[SESSION_CSRF_LEN + 1]);
 
 #endif

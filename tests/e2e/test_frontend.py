@@ -14,6 +14,10 @@ import requests
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 HEX32 = re.compile(r"^ds-([0-9a-f]{32})$")
+# The upload page with its widget (and only it) may load the airlock's own
+# scripts and connect to the airlock (tests/e2e/test_upload_widget.py).
+WIDGET_CSP = CSP + "; script-src 'self'; connect-src 'self'"
+WIDGET_SCRIPTS = ["/static/tus.min.js", "/static/upload.js"]
 
 
 class Tags(HTMLParser):
@@ -23,12 +27,26 @@ class Tags(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.names = set()
         self.attrs = []
+        self.scripts = []       # the src of every <script>
+        self.script_text = ""   # what is between <script> and </script>
+        self._in_script = False
 
     def handle_starttag(self, tag, attrs):
         self.names.add(tag)
         self.attrs += [(tag, n, v) for n, v in attrs]
+        if tag == "script":
+            self.scripts.append(dict(attrs).get("src"))
+            self._in_script = True
 
     handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.script_text += data
 
 
 class Browser:
@@ -40,18 +58,24 @@ class Browser:
         self.pages = []
 
     def _check(self, r):
-        # Every answer of the frontend carries the policy (redirects too).
-        assert r.headers.get("Content-Security-Policy") == CSP, (r.url, r.headers)
+        # Every answer of the frontend carries the policy (redirects too);
+        # the upload page with the widget adds its scripts' sources.
+        widget = 'id="upload-widget"' in r.text
+        assert r.headers.get("Content-Security-Policy") == (WIDGET_CSP if widget else CSP), (r.url, r.headers)
         if r.headers.get("Content-Type", "").startswith("text/html"):
             body = r.text
             assert body.startswith("<!DOCTYPE html>")
             assert '<meta name="viewport"' in body
-            # No JavaScript at all, and nothing the CSP would have to block:
-            # what a browser's parser sees as tags and attributes.
+            # No JavaScript but the widget's files, and nothing the CSP would
+            # have to block: what a browser's parser sees as tags and attributes.
             tags = Tags()
             tags.feed(body)
             tags.close()
-            assert "script" not in tags.names, r.url
+            if widget:
+                assert r.url.endswith("/upload"), r.url
+                assert tags.scripts == WIDGET_SCRIPTS and tags.script_text.strip() == "", r.url
+            else:
+                assert "script" not in tags.names, r.url
             for tag, name, value in tags.attrs:
                 assert not name.startswith("on"), (r.url, tag, name)
                 assert name != "style", (r.url, tag)

@@ -4,31 +4,52 @@
 
 #include <string.h>
 
-/* The stylesheet, embedded byte for byte by the assembler (C17 has no
- * #embed). The path is relative to the repository root, where make runs the
- * compiler; the Makefile makes this object depend on the .css file. */
-__asm__(".section .rodata\n"
-	".balign 16\n"
-	".globl al_asset_airlock_css\n"
-	".hidden al_asset_airlock_css\n"
-	"al_asset_airlock_css:\n"
-	".incbin \"src/web/assets/airlock.css\"\n"
-	".globl al_asset_airlock_css_end\n"
-	".hidden al_asset_airlock_css_end\n"
-	"al_asset_airlock_css_end:\n"
-	".byte 0\n"
-	".previous\n");
+/* The files, embedded byte for byte by the assembler (C17 has no #embed),
+ * each followed by a NUL so it can also be read as a string. The paths are
+ * relative to the repository root, where make runs the compiler; the
+ * Makefile makes this object depend on every file named here. build/web/
+ * is written by scripts/web-deps.sh from the npm package in the cache. */
+#define EMBED(sym, file)                                                                                       \
+	__asm__(".section .rodata\n"                                                                           \
+		".balign 16\n"                                                                                 \
+		".globl " #sym "\n"                                                                            \
+		".hidden " #sym "\n" #sym ":\n"                                                                \
+		".incbin \"" file "\"\n"                                                                       \
+		".globl " #sym "_end\n"                                                                        \
+		".hidden " #sym "_end\n" #sym "_end:\n"                                                        \
+		".byte 0\n"                                                                                    \
+		".previous\n");                                                                                \
+	extern const char sym[];                                                                               \
+	extern const char sym##_end[]
 
-extern const char al_asset_airlock_css[];
-extern const char al_asset_airlock_css_end[];
+EMBED(al_asset_airlock_css, "src/web/assets/airlock.css");
+EMBED(al_asset_upload_js, "src/web/assets/upload.js");
+EMBED(al_asset_tus_js, "build/web/tus.min.js");
+EMBED(al_asset_tus_licenses, "build/web/tus-licenses.txt");
+
+struct asset {
+	const char *path;
+	const char *start;
+	const char *end;
+	const char *content_type;
+};
+
+static const struct asset assets[] = {
+	{ "/static/airlock.css", al_asset_airlock_css, al_asset_airlock_css_end, "text/css; charset=utf-8" },
+	{ "/static/upload.js", al_asset_upload_js, al_asset_upload_js_end, "text/javascript; charset=utf-8" },
+	{ "/static/tus.min.js", al_asset_tus_js, al_asset_tus_js_end, "text/javascript; charset=utf-8" },
+	{ "/static/tus-licenses.txt", al_asset_tus_licenses, al_asset_tus_licenses_end, "text/plain; charset=utf-8" },
+};
 
 int assets_find(const char *path, const char **data, size_t *len, const char **content_type)
 {
-	if (path && !strcmp(path, "/static/airlock.css")) {
-		*data = al_asset_airlock_css;
-		*len = (size_t)(al_asset_airlock_css_end - al_asset_airlock_css);
-		*content_type = "text/css; charset=utf-8";
-		return AL_OK;
+	for (size_t i = 0; path && i < sizeof(assets) / sizeof(assets[0]); i++) {
+		if (!strcmp(path, assets[i].path)) {
+			*data = assets[i].start;
+			*len = (size_t)(assets[i].end - assets[i].start);
+			*content_type = assets[i].content_type;
+			return AL_OK;
+		}
 	}
 	*data = NULL;
 	*len = 0;
