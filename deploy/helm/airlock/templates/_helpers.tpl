@@ -28,6 +28,11 @@ the chart name; truncated to 63 characters (the DNS label limit).
 {{- printf "%s-frontend" (include "airlock.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /* The uploaders' proxy Secret (uploader.proxySecret.name, else <fullname>-uploader-proxy). */ -}}
+{{- define "airlock.uploaderProxySecret" -}}
+{{- .Values.uploader.proxySecret.name | default (printf "%s-uploader-proxy" (include "airlock.fullname" .) | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "airlock.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
