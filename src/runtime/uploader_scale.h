@@ -44,6 +44,8 @@ struct kube_client;
 #define UPLOADER_ANNOTATION_SCALED_UP_AT "xlscsde.nhs.uk/scaled-up-at"
 /* AIRLOCK_UPLOADER_IDLE_SECONDS when unset (the chart's uploader.idleScaleDownSeconds). */
 #define UPLOADER_IDLE_DEFAULT_S 900
+/* The most AIRLOCK_UPLOADER_IDLE_SECONDS may be: 30 days. */
+#define UPLOADER_IDLE_MAX_S (30 * 24 * 3600)
 /* The frontend writes last-activity at most this often per uploader. */
 #define UPLOADER_TOUCH_INTERVAL_S 60
 
