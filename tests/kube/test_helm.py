@@ -61,7 +61,6 @@ WORKLOAD_RULES = {
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("batch", "jobs/status"): {"get"},
     ("apps", "deployments"): ALL_VERBS,
-    ("apps", "deployments/scale"): {"get", "update", "patch"},
     ("networking.k8s.io", "ingresses"): ALL_VERBS,
     ("", "pods"): {"get", "list"},
     ("", "pods/log"): {"get"},
@@ -504,7 +503,6 @@ def test_service_account_permissions_as_the_api_server_decides(kube, helm_bin):
         ("create", "deployments.apps", work),
         ("watch", "deployments.apps", work),       # uploader Deployments wake their datasource
         ("patch", "deployments.apps", work),       # idle scale-down and the scaled-up-at stamp
-        ("patch", "deployments.apps", work, ("--subresource=scale",)),
         ("create", "ingresses.networking.k8s.io", work),
         ("create", "services", work),
         ("get", "pods", work, ("--subresource=log",)),
@@ -524,6 +522,7 @@ def test_service_account_permissions_as_the_api_server_decides(kube, helm_bin):
         ("create", "jobs.batch", "default"),
         ("watch", "analyticsworkspacedatasources.xlscsde.nhs.uk", "default"),
         ("update", "jobs.batch", work),
+        ("patch", "deployments.apps", work, ("--subresource=scale",)),   # not needed: a merge patch does it
         ("delete", "pods", work),
         ("create", "pods", work, ("--subresource=exec",)),
         ("update", "leases.coordination.k8s.io/someone-elses-lease", work),
