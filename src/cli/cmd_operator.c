@@ -22,6 +22,7 @@
 #include "operator/operator.h"
 #include "resource/resource.h"
 #include "runtime/runtime_kube.h"
+#include "runtime/uploader_scale.h"
 #include "store/store_kube.h"
 
 #include <errno.h>
@@ -57,6 +58,7 @@ static void operator_usage(FILE *out)
 		"Environment (set by the Helm chart): AIRLOCK_POD_NAME (the Lease holder identity),\n"
 		"AIRLOCK_LEASE_NAMESPACE, AIRLOCK_LEASE_DURATION_SECONDS (15), AIRLOCK_RENEW_DEADLINE_SECONDS (10),\n"
 		"AIRLOCK_RETRY_PERIOD_SECONDS (2), AIRLOCK_SOURCE_CREDENTIALS_SECRET (%s),\n"
+		"AIRLOCK_UPLOADER_IDLE_SECONDS (900: idle uploaders go back to 0 replicas after it),\n"
 		"the runtime's AIRLOCK_* settings (docs/kube-runtime.md), and AIRLOCK_LOG_LEVEL\n"
 		"(debug, info, warn, error; debug logs every Kubernetes API request). Guide: docs/operator.md.\n"
 		"SIGTERM or SIGINT stops it cleanly: the reconciles in progress finish and the Lease is released.\n",
@@ -95,7 +97,7 @@ int cmd_operator(int argc, char **argv)
 	const char *kubeconfig = NULL, *ns_flag = NULL, *watch_flag = NULL, *metrics_listen = NULL;
 	const char *lease_name = NULL, *config_path = NULL, *log_format = getenv("AIRLOCK_LOG_FORMAT");
 	const char *watch_ns, *cred_secret;
-	int workers = 0, leader_election = 0, opt, rc, sig = 0, have_cfg = 0, have_kcfg = 0, have_ropts = 0;
+	int idle_seconds = 0, workers = 0, leader_election = 0, opt, rc, sig = 0, have_cfg = 0, have_kcfg = 0, have_ropts = 0;
 	struct airlock_config cfg;
 	struct kube_config kcfg;
 	struct kube_client *kc = NULL;
@@ -136,6 +138,20 @@ int cmd_operator(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "airlock operator: unexpected argument '%s'\n", argv[optind]);
 		return 2;
+	}
+	/* The chart's uploader.idleScaleDownSeconds. */
+	if (getenv("AIRLOCK_UPLOADER_IDLE_SECONDS") && *getenv("AIRLOCK_UPLOADER_IDLE_SECONDS")) {
+		const char *v = getenv("AIRLOCK_UPLOADER_IDLE_SECONDS");
+		char *end = NULL;
+		long n;
+		errno = 0;
+		n = strtol(v, &end, 10);
+		if (errno || end == v || *end || n < 1 || n > UPLOADER_IDLE_MAX_S) {
+			fprintf(stderr, "airlock operator: AIRLOCK_UPLOADER_IDLE_SECONDS \"%.40s\": must be a whole number "
+					"of seconds from 1 to %d\n", v, UPLOADER_IDLE_MAX_S);
+			return 2;
+		}
+		idle_seconds = (int)n;
 	}
 	/* The chart's operator.workers arrives as AIRLOCK_WORKERS; the flag wins. */
 	if (!workers && getenv("AIRLOCK_WORKERS") && *getenv("AIRLOCK_WORKERS") &&
@@ -248,6 +264,7 @@ int cmd_operator(int argc, char **argv)
 	copts.kc = kc;
 	copts.watch_namespace = watch_ns;
 	copts.jobs_namespace = ns;
+	copts.uploader_idle_seconds = idle_seconds;
 	copts.workers = workers;
 	copts.is_leader = leader ? leader_check : NULL;
 	copts.leader_ud = leader;

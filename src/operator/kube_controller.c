@@ -14,6 +14,7 @@
 #include "operator/workqueue.h"
 #include "resource/resource.h"
 #include "runtime/runtime_kube.h"
+#include "runtime/uploader_scale.h"
 
 #include <pthread.h>
 #include <sodium.h>
@@ -32,6 +33,8 @@
 #define WATCH_FAILURES_RELIST 3
 /* reconcile(): this replica stopped leading between two steps. */
 #define NOT_LEADING 1
+/* The uploader Deployments runtime_kube.c makes. */
+#define UPLOADER_SELECTOR RUNTIME_KUBE_SELECTOR ",app.kubernetes.io/name=airlock-uploader"
 
 struct kube_controller;
 
@@ -57,12 +60,13 @@ struct kube_controller {
 	char *jobs_ns;    /* NULL = Jobs not watched */
 	char *instance;
 	struct workqueue *queue;
-	struct informer datasources, jobs;
+	struct informer datasources, jobs, uploaders;
 	pthread_t *workers;
 	int n_workers, n_started;
 	atomic_int stop;
 	atomic_int synced;
 	atomic_ullong reconciles, errors, conflicts, watch_restarts, events, job_wakeups, own_echoes;
+	atomic_ullong scale_downs_idle, scale_downs_sealed;
 	/* Bindings known to be in place: "ns/name" -> "uid workspace". Saves a
 	 * GET per reconcile; emptied at every full list so that a resync
 	 * still repairs a binding someone deleted or edited. */
@@ -174,29 +178,24 @@ static int own_echo(struct kube_controller *c, const json_t *obj)
 	return echo;
 }
 
-static void emit_event(void *ud, const json_t *ds, const char *event, int failure)
+/* Writes one core/v1 Event about the datasource `ds`; a failure is logged
+ * only (the status and the audit record are what count). */
+static void post_event(struct kube_controller *c, const json_t *ds, const char *reason, const char *message,
+		       int warning)
 {
-	struct kube_controller *c = ud;
 	const char *ns = md_str(ds, "namespace"), *name = md_str(ds, "name");
-	const char *msg = json_string_value(json_object_get(json_object_get(ds, "status"), "message"));
-	char reason[64], now[UTIL_TIME_LEN], *hex = NULL, *path = NULL;
+	char now[UTIL_TIME_LEN], *hex = NULL, *path = NULL;
 	struct buf ev_name, note;
 	json_t *body = NULL, *out = NULL;
 	int rc;
 
 	if (!ns || !name)
 		return;
-	own_write(c, ds);
 	buf_init(&ev_name, 512);
 	buf_init(&note, 8192);
-	camel(event, reason, sizeof(reason));
 	util_now_rfc3339_seconds(now);
 	hex = util_random_hex(8);
-	if (msg && *msg)
-		rc = buf_appends(&note, msg);
-	else
-		rc = buf_appendf(&note, "%s: stage %s, dataState %s", event, *gates_stage(ds) ? gates_stage(ds) : "unset",
-				 gates_data_state(ds));
+	rc = buf_appends(&note, message);
 	cut_utf8(&note, EVENT_MESSAGE_MAX);
 	/* Event names must be unique: <datasource>.<random>, within 253. */
 	if (rc || !hex || buf_appendf(&ev_name, "%.200s.%s", name, hex) ||
@@ -207,7 +206,7 @@ static void emit_event(void *ud, const json_t *ds, const char *event, int failur
 			 "apiVersion", "v1", "kind", "Event", "metadata", "name", buf_cstr(&ev_name), "namespace", ns,
 			 "involvedObject", "apiVersion", RESOURCE_API_VERSION, "kind", DS_KIND, "namespace", ns, "name",
 			 name, "uid", md_str(ds, "uid"), "resourceVersion", md_str(ds, "resourceVersion"), "reason",
-			 reason, "message", buf_cstr(&note), "type", failure ? "Warning" : "Normal", "firstTimestamp",
+			 reason, "message", buf_cstr(&note), "type", warning ? "Warning" : "Normal", "firstTimestamp",
 			 now, "lastTimestamp", now, "count", 1, "source", "component", KUBE_CONTROLLER_COMPONENT,
 			 "reportingComponent", "xlscsde.nhs.uk/" KUBE_CONTROLLER_COMPONENT, "reportingInstance",
 			 c->instance);
@@ -224,6 +223,25 @@ out:
 	free(path);
 	free(hex);
 	buf_free(&ev_name);
+	buf_free(&note);
+}
+
+static void emit_event(void *ud, const json_t *ds, const char *event, int failure)
+{
+	struct kube_controller *c = ud;
+	const char *msg = json_string_value(json_object_get(json_object_get(ds, "status"), "message"));
+	char reason[64];
+	struct buf note;
+
+	if (!md_str(ds, "namespace") || !md_str(ds, "name"))
+		return;
+	own_write(c, ds);
+	camel(event, reason, sizeof(reason));
+	buf_init(&note, 8192);
+	if ((msg && *msg) ? buf_appends(&note, msg) == AL_OK
+			  : buf_appendf(&note, "%s: stage %s, dataState %s", event,
+					*gates_stage(ds) ? gates_stage(ds) : "unset", gates_data_state(ds)) == AL_OK)
+		post_event(c, ds, reason, buf_cstr(&note), failure);
 	buf_free(&note);
 }
 
@@ -477,6 +495,120 @@ static int finalize(struct kube_controller *c, const json_t *ds)
 	return rc;
 }
 
+/* ---- uploaders ---- */
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keeps the sooner of two requeues (0 = none). */
+static void requeue_min(int *requeue_ms, int64_t ms)
+{
+	if (ms < 1)
+		ms = 1;
+	if (ms > INT32_MAX)
+		ms = INT32_MAX;
+	if (*requeue_ms <= 0 || ms < *requeue_ms)
+		*requeue_ms = (int)ms;
+}
+
+/*
+ * An Uploaded datasource's uploader: scaled to 0 when idle or sealed,
+ * stamped when running without a time, and the datasource requeued for the
+ * moment it will be idle. A 409 on our conditional patch means a wake or a
+ * touch landed since the read: read and decide again.
+ */
+static int check_uploader(struct kube_controller *c, const json_t *ds, int *requeue_ms)
+{
+	const char *type = json_string_value(json_object_get(json_object_get(ds, "spec"), "type"));
+	const char *stage = gates_stage(ds), *uid = md_str(ds, "uid");
+	int idle = c->o.uploader_idle_seconds > 0 ? c->o.uploader_idle_seconds : UPLOADER_IDLE_DEFAULT_S;
+	struct buf name;
+	int rc = AL_OK, sealed;
+
+	/* Only once start_upload made it; without the workload namespace
+	 * (not watched) the controller leaves uploaders alone. */
+	if (!c->jobs_ns || !type || strcmp(type, "Uploaded") || !uid || !strcmp(stage, STAGE_NONE) ||
+	    !strcmp(stage, STAGE_AWAITING_REQUEST) || is_deleting(ds))
+		return AL_OK;
+	sealed = strcmp(stage, STAGE_UPLOADING) != 0;
+	buf_init(&name, 256);
+	if ((rc = buf_appendf(&name, "upload-%s", uid)))
+		goto out;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		json_t *dep = NULL;
+		int64_t now_ms = wall_ms(), due = 0;
+		enum uploader_verdict v;
+		const char *rv;
+
+		rc = uploader_get(c->o.kc, c->jobs_ns, buf_cstr(&name), &dep);
+		if (rc == AL_ERR_NOT_FOUND) {
+			rc = AL_OK; /* not made yet, or removed: the reconciler's business */
+			break;
+		}
+		if (rc)
+			break;
+		v = uploader_decide(dep, sealed, idle, now_ms / 1000, &due);
+		rv = md_str(dep, "resourceVersion");
+		if (v == UPLOADER_AT_REST) {
+			json_decref(dep);
+			break;
+		}
+		if (!acting(c)) {
+			json_decref(dep);
+			rc = NOT_LEADING;
+			break;
+		}
+		if (v == UPLOADER_IN_USE) {
+			/* Woken again the moment it will be idle: no polling. */
+			requeue_min(requeue_ms, due * 1000 - now_ms + 100);
+			json_decref(dep);
+			break;
+		}
+		if (v == UPLOADER_NEEDS_STAMP) {
+			rc = uploader_stamp(c->o.kc, c->jobs_ns, buf_cstr(&name), rv, now_ms / 1000);
+			if (rc == AL_OK) {
+				log_info("uploader %s/%s runs without %s or %s: its idle time starts now", c->jobs_ns,
+					 buf_cstr(&name), UPLOADER_ANNOTATION_SCALED_UP_AT, UPLOADER_ANNOTATION_LAST_ACTIVITY);
+				requeue_min(requeue_ms, (int64_t)idle * 1000 + 100);
+			}
+		} else {
+			long replicas = uploader_replicas(dep);
+			rc = uploader_scale_down(c->o.kc, c->jobs_ns, buf_cstr(&name), rv);
+			if (rc == AL_OK) {
+				struct buf msg;
+				buf_init(&msg, 1024);
+				if (v == UPLOADER_SEALED) {
+					atomic_fetch_add(&c->scale_downs_sealed, 1);
+					rc = buf_appendf(&msg, "uploader %s scaled from %ld to 0 replicas: the datasource is "
+							       "no longer Uploading (stage %s)",
+							 buf_cstr(&name), replicas, stage);
+				} else {
+					atomic_fetch_add(&c->scale_downs_idle, 1);
+					rc = buf_appendf(&msg, "uploader %s scaled from %ld to 0 replicas: not used for %d s",
+							 buf_cstr(&name), replicas, idle);
+				}
+				if (rc == AL_OK) {
+					log_info("datasource %s/%s: %s", md_str(ds, "namespace"), md_str(ds, "name"),
+						 buf_cstr(&msg));
+					post_event(c, ds, "UploaderScaledDown", buf_cstr(&msg), 0);
+				}
+				buf_free(&msg);
+				rc = AL_OK;
+			}
+		}
+		json_decref(dep);
+		if (rc != AL_ERR_CONFLICT)
+			break;
+	}
+out:
+	buf_free(&name);
+	return rc;
+}
+
 static int reconcile(struct kube_controller *c, const char *ns, const char *name, int *requeue_ms)
 {
 	json_t *ds = NULL, *out = NULL;
@@ -493,8 +625,10 @@ static int reconcile(struct kube_controller *c, const char *ns, const char *name
 		 * keep the safety net. */
 		if (operator_has_work(ds) && c->ctx->job_poll_ms > 0)
 			*requeue_ms = c->ctx->job_poll_ms;
+		/* Our own write may be the one that sealed it. */
+		rc = acting(c) ? check_uploader(c, ds, requeue_ms) : NOT_LEADING;
 		json_decref(ds);
-		return AL_OK;
+		return rc;
 	}
 	if (ds)
 		store_seen(c->ctx->store, ds); /* a status write from it needs no GET */
@@ -537,6 +671,10 @@ static int reconcile(struct kube_controller *c, const char *ns, const char *name
 		return NOT_LEADING;
 	}
 	rc = operator_reconcile_datasource_object(c->ctx, ds, requeue_ms);
+	/* After the step: a transition it just recorded (the datasource left
+	 * Uploading) counts at once. */
+	if (!rc)
+		rc = check_uploader(c, ds, requeue_ms);
 	json_decref(ds);
 	return rc ? rc : brc;
 }
@@ -783,6 +921,26 @@ static void on_job(struct kube_controller *c, const char *type, const json_t *jo
 	free(name);
 }
 
+/* Uploader Deployments: one that runs (a wake, a touch, a hand scale, or a
+ * list at start) queues its datasource, whose reconcile decides. One at 0
+ * needs nothing. */
+static void on_uploader(struct kube_controller *c, const char *type, const json_t *dep)
+{
+	char *ns = NULL, *name = NULL, *key;
+
+	if (!strcmp(type, "DELETED") || uploader_replicas(dep) <= 0)
+		return;
+	if (runtime_kube_child_owner(dep, DS_KIND, &ns, &name))
+		return;
+	if (!c->watch_ns || !strcmp(c->watch_ns, ns)) {
+		if ((key = workqueue_key(ns, name)))
+			workqueue_add(c->queue, key, 0);
+		free(key);
+	}
+	free(ns);
+	free(name);
+}
+
 static int watch_timeout_s(const struct kube_controller *c)
 {
 	int lo = c->o.watch_timeout_min_s > 0 ? c->o.watch_timeout_min_s : 240;
@@ -882,6 +1040,7 @@ static void controller_free(struct kube_controller *c)
 	pthread_mutex_destroy(&c->latest_lock);
 	free(c->datasources.path);
 	free(c->jobs.path);
+	free(c->uploaders.path);
 	free(c->workers);
 	free(c->watch_ns);
 	free(c->jobs_ns);
@@ -926,8 +1085,13 @@ int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx
 	c->jobs = (struct informer){ .c = c, .what = "jobs", .ns = c->jobs_ns, .selector = RUNTIME_KUBE_SELECTOR,
 				     .on_object = on_job,
 				     .path = c->jobs_ns ? kube_path("batch/v1", c->jobs_ns, "jobs", NULL, NULL) : NULL };
+	c->uploaders = (struct informer){ .c = c, .what = "uploader deployments", .ns = c->jobs_ns,
+					  .selector = UPLOADER_SELECTOR, .on_object = on_uploader,
+					  .path = c->jobs_ns ? kube_path("apps/v1", c->jobs_ns, "deployments", NULL, NULL)
+							     : NULL };
 	if ((o->watch_namespace && *o->watch_namespace && !c->watch_ns) ||
-	    (o->jobs_namespace && *o->jobs_namespace && (!c->jobs_ns || !c->jobs.path)) || !c->instance ||
+	    (o->jobs_namespace && *o->jobs_namespace && (!c->jobs_ns || !c->jobs.path || !c->uploaders.path)) ||
+	    !c->instance ||
 	    !c->workers || !c->bound || !c->latest || !c->own || !c->datasources.path) {
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 		goto fail;
@@ -942,7 +1106,8 @@ int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx
 	 * looked at again only as a safety net. */
 	if (c->jobs_ns && !ctx->job_poll_ms)
 		ctx->job_poll_ms = KUBE_CONTROLLER_JOB_POLL_MS;
-	if ((rc = informer_start(c, &c->datasources)) || (c->jobs_ns && (rc = informer_start(c, &c->jobs)))) {
+	if ((rc = informer_start(c, &c->datasources)) || (c->jobs_ns && (rc = informer_start(c, &c->jobs))) ||
+	    (c->jobs_ns && (rc = informer_start(c, &c->uploaders)))) {
 		kube_controller_stop(c);
 		return rc;
 	}
@@ -954,9 +1119,11 @@ int kube_controller_start(struct kube_controller **out, struct operator_ctx *ctx
 		}
 		c->n_started++;
 	}
-	log_info("controller: %d workers, resync every %d s, watching datasources in %s, jobs in %s", c->o.workers,
-		 c->o.resync_seconds, c->watch_ns ? c->watch_ns : "every namespace",
-		 c->jobs_ns ? c->jobs_ns : "(not watched: running jobs are polled)");
+	log_info("controller: %d workers, resync every %d s, watching datasources in %s, jobs and uploaders in %s; "
+		 "idle uploaders scaled to 0 after %d s",
+		 c->o.workers, c->o.resync_seconds, c->watch_ns ? c->watch_ns : "every namespace",
+		 c->jobs_ns ? c->jobs_ns : "(not watched: running jobs are polled, uploaders left alone)",
+		 c->o.uploader_idle_seconds > 0 ? c->o.uploader_idle_seconds : UPLOADER_IDLE_DEFAULT_S);
 	*out = c;
 	return AL_OK;
 fail:
@@ -976,6 +1143,8 @@ void kube_controller_stop(struct kube_controller *c)
 		pthread_join(c->datasources.thread, NULL);
 	if (c->jobs.started)
 		pthread_join(c->jobs.thread, NULL);
+	if (c->uploaders.started)
+		pthread_join(c->uploaders.thread, NULL);
 	controller_free(c);
 }
 
@@ -991,6 +1160,8 @@ void kube_controller_stats(struct kube_controller *c, struct kube_controller_sta
 	out->events = atomic_load(&c->events);
 	out->job_wakeups = atomic_load(&c->job_wakeups);
 	out->own_echoes = atomic_load(&c->own_echoes);
+	out->uploader_scale_downs_idle = atomic_load(&c->scale_downs_idle);
+	out->uploader_scale_downs_sealed = atomic_load(&c->scale_downs_sealed);
 	out->queue_depth = workqueue_len(c->queue);
 	out->synced = atomic_load(&c->synced);
 }

@@ -41,6 +41,18 @@
  *    records (type Normal, or Warning for failures; reason the gate event in
  *    CamelCase, "CollectFailed"; message the status message): the
  *    controller installs itself as ctx->on_transition;
+ *  - a third watch thread lists and watches the uploader Deployments the
+ *    runtime made in the workload namespace (jobs_namespace); one with
+ *    spec.replicas > 0 queues its datasource. For an Uploaded datasource
+ *    past READY, every reconcile reads its uploader and decides with
+ *    uploader_decide (runtime/uploader_scale.h): a running uploader whose
+ *    datasource left stage Uploading is scaled to 0 at once, an idle one
+ *    (no wake or activity for uploader_idle_seconds) is scaled to 0, one
+ *    in use requeues its datasource for the second it will be idle (no
+ *    polling), and one running with no time at all gets scaled-up-at =
+ *    now. A scale-down carries the resourceVersion read (a wake or touch
+ *    in between wins), is counted, logged and becomes a Normal Event
+ *    UploaderScaledDown on the datasource;
  *  - a 409 (AL_ERR_CONFLICT) requeues at once; other errors back off.
  *
  * Why not store_watch: the store_kube reflector lists every namespace (403
@@ -80,6 +92,8 @@ struct kube_controller_options {
 	const char *instance;          /* reportingInstance of Events (the pod name); may be NULL */
 	int watch_timeout_min_s;       /* 0 = 240 */
 	int watch_timeout_max_s;       /* 0 = 360 */
+	int uploader_idle_seconds;     /* AIRLOCK_UPLOADER_IDLE_SECONDS; 0 = UPLOADER_IDLE_DEFAULT_S. Uploaders
+	                                * are watched and scaled down only when jobs_namespace is set */
 };
 
 struct kube_controller;
@@ -101,6 +115,8 @@ struct kube_controller_stats {
 	uint64_t events;          /* Kubernetes Events written */
 	uint64_t job_wakeups;     /* datasources woken by the end (or deletion) of one of their Jobs */
 	uint64_t own_echoes;      /* watch events skipped as the echo of the controller's own write */
+	uint64_t uploader_scale_downs_idle;   /* uploaders scaled to 0 after idle_seconds without use */
+	uint64_t uploader_scale_downs_sealed; /* uploaders scaled to 0 because their datasource left Uploading */
 	size_t queue_depth;       /* keys waiting */
 	int synced;               /* the first list has been queued */
 };

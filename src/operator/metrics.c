@@ -47,6 +47,13 @@ int metrics_render(const struct metrics_source *src, struct buf *out)
 			 "Datasources woken by the end or deletion of one of their Jobs.", st.job_wakeups)) ||
 	    (rc = family(out, "airlock_watch_echoes_skipped_total", "counter",
 			 "Datasource watch events skipped as the echo of the operator's own write.", st.own_echoes)) ||
+	    (rc = buf_appendf(out, "# HELP airlock_uploader_scale_downs_total Uploaders scaled back to 0 replicas, by "
+				   "reason (idle: no use for AIRLOCK_UPLOADER_IDLE_SECONDS; sealed: the datasource left "
+				   "Uploading).\n# TYPE airlock_uploader_scale_downs_total counter\n"
+				   "airlock_uploader_scale_downs_total{reason=\"idle\"} %llu\n"
+				   "airlock_uploader_scale_downs_total{reason=\"sealed\"} %llu\n",
+			      (unsigned long long)st.uploader_scale_downs_idle,
+			      (unsigned long long)st.uploader_scale_downs_sealed)) ||
 	    (rc = family(out, "airlock_leader", "gauge",
 			 "1 while this replica holds the leader Lease (or leader election is off).",
 			 (unsigned long long)leading)))

@@ -90,6 +90,7 @@ int runtime_kube_options_init(struct runtime_kube_options *o)
 	o->active_deadline_seconds = RUNTIME_KUBE_DEFAULT_DEADLINE;
 	o->ttl_seconds_after_finished = RUNTIME_KUBE_DEFAULT_TTL;
 	o->run_as_user = o->run_as_group = o->fs_group = RUNTIME_KUBE_DEFAULT_UID;
+	o->frontend_service_port = RUNTIME_KUBE_DEFAULT_FRONTEND_PORT;
 	if (set_str(&o->namespace, RUNTIME_KUBE_DEFAULT_NAMESPACE) ||
 	    set_str(&o->staging_storage_class, RUNTIME_KUBE_DEFAULT_STORAGE_CLASS) ||
 	    set_str(&o->workspace_storage_class, RUNTIME_KUBE_DEFAULT_STORAGE_CLASS) ||
@@ -100,7 +101,10 @@ int runtime_kube_options_init(struct runtime_kube_options *o)
 	    set_str(&o->runner_pull_policy, RUNTIME_KUBE_DEFAULT_PULL_POLICY) ||
 	    set_str(&o->dlt_runner_image, RUNTIME_KUBE_DEFAULT_DLT_IMAGE) ||
 	    set_str(&o->uploader_image, RUNTIME_KUBE_DEFAULT_IMAGE) ||
-	    set_str(&o->uploader_pull_policy, RUNTIME_KUBE_DEFAULT_PULL_POLICY)) {
+	    set_str(&o->uploader_pull_policy, RUNTIME_KUBE_DEFAULT_PULL_POLICY) ||
+	    set_str(&o->uploader_proxy_secret, RUNTIME_KUBE_DEFAULT_PROXY_SECRET) ||
+	    set_str(&o->uploader_proxy_secret_key, RUNTIME_KUBE_DEFAULT_PROXY_SECRET_KEY) ||
+	    set_str(&o->frontend_service, RUNTIME_KUBE_DEFAULT_FRONTEND_SERVICE)) {
 		runtime_kube_options_free(o);
 		return oom();
 	}
@@ -131,6 +135,9 @@ void runtime_kube_options_free(struct runtime_kube_options *o)
 	free(o->ingress_host);
 	free(o->ingress_tls_secret);
 	json_decref(o->ingress_annotations);
+	free(o->uploader_proxy_secret);
+	free(o->uploader_proxy_secret_key);
+	free(o->frontend_service);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -237,6 +244,10 @@ int runtime_kube_options_from_env(struct runtime_kube_options *o)
 	    (rc = env_str_or_none(&o->ingress_host, "AIRLOCK_INGRESS_HOST")) ||
 	    (rc = env_str_or_none(&o->ingress_tls_secret, "AIRLOCK_INGRESS_TLS_SECRET")) ||
 	    (rc = env_json(&o->ingress_annotations, "AIRLOCK_INGRESS_ANNOTATIONS", 1)) ||
+	    (rc = env_str(&o->uploader_proxy_secret, "AIRLOCK_UPLOADER_PROXY_SECRET")) ||
+	    (rc = env_str(&o->uploader_proxy_secret_key, "AIRLOCK_UPLOADER_PROXY_SECRET_KEY")) ||
+	    (rc = env_str(&o->frontend_service, "AIRLOCK_FRONTEND_SERVICE")) ||
+	    (rc = env_int(&o->frontend_service_port, "AIRLOCK_FRONTEND_SERVICE_PORT", 1, 65535)) ||
 	    (rc = env_int(&o->backoff_limit, "AIRLOCK_JOB_BACKOFF_LIMIT", 0, 100)) ||
 	    (rc = env_int(&o->active_deadline_seconds, "AIRLOCK_JOB_ACTIVE_DEADLINE_SECONDS", 0, INT_MAX)) ||
 	    (rc = env_int(&o->ttl_seconds_after_finished, "AIRLOCK_JOB_TTL_SECONDS_AFTER_FINISHED", -1, INT_MAX)) ||
@@ -273,6 +284,21 @@ static int one_of(const char *v, const char *const *set)
 	return 0;
 }
 
+/* A Secret's data key: [-._a-zA-Z0-9]+, at most 253. */
+static int secret_key_ok(const char *k)
+{
+	size_t n = k ? strlen(k) : 0;
+	if (n == 0 || n > 253 || !strcmp(k, ".") || !strcmp(k, ".."))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = k[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
 static int check_options(const struct runtime_kube_options *o)
 {
 	static const char *const policies[] = { "Always", "IfNotPresent", "Never", NULL };
@@ -285,7 +311,10 @@ static int check_options(const struct runtime_kube_options *o)
 				 { "workspace claim size", o->workspace_size },
 				 { "runner image", o->runner_image },
 				 { "dlt runner image", o->dlt_runner_image },
-				 { "uploader image", o->uploader_image } };
+				 { "uploader image", o->uploader_image },
+				 { "uploader proxy Secret", o->uploader_proxy_secret },
+				 { "uploader proxy Secret key", o->uploader_proxy_secret_key },
+				 { "frontend Service", o->frontend_service } };
 
 	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
 		if (!req[i][1] || !*req[i][1])
@@ -304,6 +333,20 @@ static int check_options(const struct runtime_kube_options *o)
 		return al_error_set(AL_ERR_INVALID, "kube runtime: runAsUser, runAsGroup and fsGroup must be non-root ids (> 0)");
 	if (o->ingress_tls_secret && !o->ingress_host)
 		return al_error_set(AL_ERR_INVALID, "kube runtime: an ingress TLS Secret needs an ingress host");
+	/* Both name objects in `namespace`: a Secret name is a DNS subdomain,
+	 * but the chart's is a label, and a Service name must be one. */
+	if (!dns_label(o->uploader_proxy_secret, 253, 0))
+		return al_error_set(AL_ERR_INVALID, "kube runtime: uploader proxy Secret '%.80s' is not a valid name",
+				    o->uploader_proxy_secret);
+	if (!secret_key_ok(o->uploader_proxy_secret_key))
+		return al_error_set(AL_ERR_INVALID,
+				    "kube runtime: uploader proxy Secret key '%.80s' is not a valid key ([-._a-zA-Z0-9]+)",
+				    o->uploader_proxy_secret_key);
+	if (!dns_label(o->frontend_service, 63, 1))
+		return al_error_set(AL_ERR_INVALID, "kube runtime: frontend Service '%.80s' is not a Service name (RFC 1035 label)",
+				    o->frontend_service);
+	if (o->frontend_service_port < 1 || o->frontend_service_port > 65535)
+		return al_error_set(AL_ERR_INVALID, "kube runtime: the frontend Service port must be from 1 to 65535");
 	return AL_OK;
 }
 
@@ -317,6 +360,7 @@ static int copy_options(struct runtime_kube_options *d, const struct runtime_kub
 	d->runner_image = d->runner_pull_policy = d->uploader_image = d->uploader_pull_policy = NULL;
 	d->dlt_runner_image = NULL;
 	d->ingress_class = d->ingress_host = d->ingress_tls_secret = NULL;
+	d->uploader_proxy_secret = d->uploader_proxy_secret_key = d->frontend_service = NULL;
 	d->runner_resources = json_deep_copy(s->runner_resources);
 	d->uploader_resources = json_deep_copy(s->uploader_resources);
 	d->ingress_annotations = json_deep_copy(s->ingress_annotations);
@@ -329,7 +373,10 @@ static int copy_options(struct runtime_kube_options *d, const struct runtime_kub
 	    set_str(&d->dlt_runner_image, s->dlt_runner_image) ||
 	    set_str(&d->uploader_image, s->uploader_image) || set_str(&d->uploader_pull_policy, s->uploader_pull_policy) ||
 	    set_str(&d->ingress_class, s->ingress_class) || set_str(&d->ingress_host, s->ingress_host) ||
-	    set_str(&d->ingress_tls_secret, s->ingress_tls_secret) || (s->runner_resources && !d->runner_resources) ||
+	    set_str(&d->ingress_tls_secret, s->ingress_tls_secret) ||
+	    set_str(&d->uploader_proxy_secret, s->uploader_proxy_secret) ||
+	    set_str(&d->uploader_proxy_secret_key, s->uploader_proxy_secret_key) ||
+	    set_str(&d->frontend_service, s->frontend_service) || (s->runner_resources && !d->runner_resources) ||
 	    (s->uploader_resources && !d->uploader_resources) || (s->ingress_annotations && !d->ingress_annotations)) {
 		runtime_kube_options_free(d);
 		return oom();
@@ -1256,9 +1303,25 @@ static json_t *uploader_deployment(struct runtime_kube *rk, const char *name, co
 		json_decref(container);
 		container = NULL;
 	}
-	pod = json_pack("{s:b, s:b, s:o, s:[o], s:[{s:s, s:{s:s}}, {s:s, s:{}}]}", "automountServiceAccountToken", 0,
-			"enableServiceLinks", 0, "securityContext", pod_security_context(rk), "containers", container,
-			"volumes", "name", "data", "persistentVolumeClaim", "claimName", volume, "name", "tmp", "emptyDir");
+	/* The proxy secret: the uploader refuses to start without it. Only the
+	 * Secret's name goes into the spec; the kubelet mounts the value. */
+	if (container &&
+	    (json_array_append_new(json_object_get(container, "env"),
+				   json_pack("{s:s, s:s}", "name", "AIRLOCK_UPLOADER_PROXY_SECRET_FILE", "value",
+					     RUNTIME_KUBE_PROXY_SECRET_DIR "/" RUNTIME_KUBE_PROXY_SECRET_FILE)) ||
+	     json_array_append_new(json_object_get(container, "volumeMounts"),
+				   json_pack("{s:s, s:s, s:b}", "name", "proxy-secret", "mountPath",
+					     RUNTIME_KUBE_PROXY_SECRET_DIR, "readOnly", 1)))) {
+		json_decref(container);
+		container = NULL;
+	}
+	/* defaultMode 0440: the owner and the pod's fsGroup only. */
+	pod = json_pack("{s:b, s:b, s:o, s:[o], s:[{s:s, s:{s:s}}, {s:s, s:{}}, {s:s, s:{s:s, s:[{s:s, s:s}], s:i}}]}",
+			"automountServiceAccountToken", 0, "enableServiceLinks", 0, "securityContext",
+			pod_security_context(rk), "containers", container, "volumes", "name", "data",
+			"persistentVolumeClaim", "claimName", volume, "name", "tmp", "emptyDir", "name", "proxy-secret",
+			"secret", "secretName", rk->o.uploader_proxy_secret, "items", "key", rk->o.uploader_proxy_secret_key,
+			"path", RUNTIME_KUBE_PROXY_SECRET_FILE, "defaultMode", 0440);
 	sel = json_pack("{s:s, s:s}", LABEL_APP_NAME, UPLOADER_APP, LABEL_INSTANCE, name);
 	md = new_metadata(rk, name, json_deep_copy(sel), owner);
 	if (!pod || !sel || !md) {
@@ -1292,8 +1355,14 @@ static json_t *uploader_ingress(struct runtime_kube *rk, const char *name, const
 				const struct runtime_owner *owner)
 {
 	json_t *md = new_metadata(rk, name, json_pack("{s:s, s:s}", LABEL_APP_NAME, UPLOADER_APP, LABEL_INSTANCE, name), owner);
-	json_t *rule = json_pack("{s:{s:[{s:s, s:s, s:{s:{s:s, s:{s:s}}}}]}}", "http", "paths", "path", base, "pathType",
-				 "Prefix", "backend", "service", "name", name, "port", "name", "http");
+	/* To the frontend, not to the uploader: browsers go User -> NGINX ->
+	 * frontend, which authenticates them and proxies to the uploader's
+	 * Service with the proxy secret (seed; docs/uploader.md). The Ingress
+	 * still claims the uploader's path, so it exists exactly while the
+	 * uploader does. */
+	json_t *rule = json_pack("{s:{s:[{s:s, s:s, s:{s:{s:s, s:{s:i}}}}]}}", "http", "paths", "path", base, "pathType",
+				 "Prefix", "backend", "service", "name", rk->o.frontend_service, "port", "number",
+				 rk->o.frontend_service_port);
 	json_t *spec = json_object(), *body;
 
 	if (!md || !rule || !spec)

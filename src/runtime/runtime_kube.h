@@ -10,6 +10,11 @@
  *
  * What the runtime promises beyond runtime.h:
  *  - it never modifies an existing claim, Deployment, Service or Ingress;
+ *  - an uploader's Deployment names the proxy Secret (uploader_proxy_secret)
+ *    and mounts it read-only; the value itself is never read by the
+ *    runtime and so never appears in an object, a log or an error;
+ *  - an uploader's Ingress routes to the frontend's Service, never to the
+ *    uploader's own (browsers go through the frontend, which proxies);
  *  - it never deletes an object without the managed-by label (a workspace's
  *    own claim above all): AL_ERR_FORBIDDEN;
  *  - it never logs a secret's values;
@@ -57,6 +62,14 @@ struct kube_client;
  *   ingress_host               AIRLOCK_INGRESS_HOST                  none (any host)
  *   ingress_tls_secret         AIRLOCK_INGRESS_TLS_SECRET            none
  *   ingress_annotations        AIRLOCK_INGRESS_ANNOTATIONS (JSON)    none
+ *   uploader_proxy_secret      AIRLOCK_UPLOADER_PROXY_SECRET         airlock-uploader-proxy
+ *   uploader_proxy_secret_key  AIRLOCK_UPLOADER_PROXY_SECRET_KEY     secret
+ *                              (the Secret, in `namespace`, whose key holds the shared secret the
+ *                              frontend proves itself with; mounted read-only into every uploader)
+ *   frontend_service           AIRLOCK_FRONTEND_SERVICE              airlock-frontend
+ *   frontend_service_port      AIRLOCK_FRONTEND_SERVICE_PORT         80
+ *                              (the Service, in `namespace`, every uploader Ingress routes to:
+ *                              browsers reach an uploader only through the frontend's proxy)
  *   backoff_limit              AIRLOCK_JOB_BACKOFF_LIMIT             0
  *   active_deadline_seconds    AIRLOCK_JOB_ACTIVE_DEADLINE_SECONDS   3600 (when a spec has no timeout)
  *   ttl_seconds_after_finished AIRLOCK_JOB_TTL_SECONDS_AFTER_FINISHED 3600
@@ -86,6 +99,10 @@ struct runtime_kube_options {
 	char *ingress_host;           /* NULL = every host */
 	char *ingress_tls_secret;     /* NULL = no tls section */
 	json_t *ingress_annotations;  /* object of strings or NULL */
+	char *uploader_proxy_secret;  /* Secret name (never its value: the runtime never reads it) */
+	char *uploader_proxy_secret_key;
+	char *frontend_service;
+	int frontend_service_port;
 	int backoff_limit;
 	int active_deadline_seconds;  /* used when a job spec has timeout_seconds 0; 0 = none */
 	int ttl_seconds_after_finished; /* < 0 = never deleted by Kubernetes */
@@ -104,6 +121,10 @@ struct runtime_kube_options {
 #define RUNTIME_KUBE_DEFAULT_TTL 3600
 #define RUNTIME_KUBE_DEFAULT_DEADLINE 3600
 #define RUNTIME_KUBE_DEFAULT_UID 65532
+#define RUNTIME_KUBE_DEFAULT_PROXY_SECRET "airlock-uploader-proxy"
+#define RUNTIME_KUBE_DEFAULT_PROXY_SECRET_KEY "secret"
+#define RUNTIME_KUBE_DEFAULT_FRONTEND_SERVICE "airlock-frontend"
+#define RUNTIME_KUBE_DEFAULT_FRONTEND_PORT 80
 
 /* Where a job sees its mounts: volumes at RUNTIME_KUBE_VOLUME_DIR/<env in
  * lower case>, secrets at RUNTIME_KUBE_SECRET_DIR/<env in lower case>/secret.json. */
@@ -115,6 +136,10 @@ struct runtime_kube_options {
 #define RUNTIME_KUBE_UPLOADER_PORT 8080
 #define RUNTIME_KUBE_UPLOAD_PATH "/uploads"
 #define RUNTIME_KUBE_UPLOAD_DIR "/data"
+/* Where an uploader finds the proxy secret: this directory holds one file,
+ * RUNTIME_KUBE_PROXY_SECRET_FILE, the Secret's key (AIRLOCK_UPLOADER_PROXY_SECRET_FILE). */
+#define RUNTIME_KUBE_PROXY_SECRET_DIR "/var/run/airlock/proxy-secret"
+#define RUNTIME_KUBE_PROXY_SECRET_FILE "secret"
 
 /* Defaults (see the table). AL_ERR_NOMEM. */
 int runtime_kube_options_init(struct runtime_kube_options *o);

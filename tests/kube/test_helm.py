@@ -61,7 +61,6 @@ WORKLOAD_RULES = {
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("batch", "jobs/status"): {"get"},
     ("apps", "deployments"): ALL_VERBS,
-    ("apps", "deployments/scale"): {"get", "update", "patch"},
     ("networking.k8s.io", "ingresses"): ALL_VERBS,
     ("", "pods"): {"get", "list"},
     ("", "pods/log"): {"get"},
@@ -321,10 +320,74 @@ def test_new_operator_values_render(helm_bin):
     ("runner.default=python", "runner.default"),
     ("workloads.runAsUser=0", "workloads.runAsUser"),
     ("workloads.fsGroup=0", "workloads.runAsUser, runAsGroup and fsGroup"),
+    ("uploader.idleScaleDownSeconds=0", "uploader.idleScaleDownSeconds"),
+    ("uploader.idleScaleDownSeconds=2592001", "uploader.idleScaleDownSeconds"),
 ])
 def test_bad_new_values_are_refused(helm_bin, setting, needle):
     out = helm(helm_bin, "template", "airlock", str(CHART), "--set", setting, check=False)
     assert out.returncode != 0 and needle in out.stderr, out.stderr
+
+
+def _secret_value(secret: dict) -> str:
+    import base64
+    return base64.b64decode(secret["data"]["secret"]).decode()
+
+
+def test_uploader_proxy_secret_frontend_service_and_network_policy(helm_bin):
+    objs = docs(render(helm_bin, *VALUE_SETS["frontend"]))
+    env = _operator_env(objs)
+    # The operator gets the Secret's name (never its value) and the frontend's Service.
+    assert env["AIRLOCK_UPLOADER_PROXY_SECRET"] == "airlock-uploader-proxy"
+    assert env["AIRLOCK_UPLOADER_PROXY_SECRET_KEY"] == "secret"
+    assert env["AIRLOCK_FRONTEND_SERVICE"] == "airlock-frontend"
+    assert env["AIRLOCK_FRONTEND_SERVICE_PORT"] == "80"
+    assert env["AIRLOCK_UPLOADER_IDLE_SECONDS"] == "900"
+    [secret] = [o for o in objs if o["kind"] == "Secret"]
+    assert secret["metadata"] == {**secret["metadata"], "name": "airlock-uploader-proxy", "namespace": "jupyterhub"}
+    value = _secret_value(secret)
+    assert len(value) == 48 and value.isalnum()
+    assert value not in yaml.safe_dump_all([o for o in objs if o["kind"] != "Secret"])
+    fe_svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "airlock-frontend")
+    assert fe_svc["spec"]["ports"][0]["port"] == 80
+    fe = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "airlock-frontend")
+    pod = fe["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert {e["name"]: e.get("value") for e in c["env"]}["AIRLOCK_UPLOADER_PROXY_SECRET_FILE"] == \
+        "/var/run/airlock/proxy-secret/secret"
+    assert {"name": "proxy-secret", "mountPath": "/var/run/airlock/proxy-secret", "readOnly": True} in c["volumeMounts"]
+    assert next(v for v in pod["volumes"] if v["name"] == "proxy-secret")["secret"]["secretName"] == \
+        "airlock-uploader-proxy"
+    # Only the frontend's pods may connect to uploader pods.
+    [np] = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    assert np["metadata"]["namespace"] == "jupyterhub"
+    assert np["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "airlock-uploader",
+                                                         "app.kubernetes.io/managed-by": "airlock"}}
+    [rule] = np["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "jupyterhub"}},
+                             "podSelector": {"matchLabels": fe["spec"]["selector"]["matchLabels"]}}]
+
+    # Without the frontend nothing may connect; the Secret is still made (uploaders need it to start).
+    objs = docs(render(helm_bin))
+    [np] = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    assert np["spec"]["ingress"] == []
+    assert [o["metadata"]["name"] for o in objs if o["kind"] == "Secret"] == ["airlock-uploader-proxy"]
+
+    # The frontend in the release's namespace: a copy of the same value there for it to mount.
+    objs = docs(render(helm_bin, "--set", "frontend.enabled=true", namespace="airlock-system"))
+    secrets = [o for o in objs if o["kind"] == "Secret"]
+    assert sorted(o["metadata"]["namespace"] for o in secrets) == ["airlock-system", "jupyterhub"]
+    assert len({_secret_value(o) for o in secrets}) == 1
+
+    # A Secret of your own: named, not created, and nothing else changes.
+    objs = docs(render(helm_bin, "--set", "uploader.proxySecret.name=my-proxy,uploader.proxySecret.create=false,"
+                       "uploader.networkPolicy.enabled=false,frontend.enabled=true,frontend.service.port=8081,"
+                       "uploader.idleScaleDownSeconds=60"))
+    assert not any(o["kind"] in ("Secret", "NetworkPolicy") for o in objs)
+    env = _operator_env(objs)
+    assert env["AIRLOCK_UPLOADER_PROXY_SECRET"] == "my-proxy"
+    assert env["AIRLOCK_FRONTEND_SERVICE_PORT"] == "8081"
+    assert env["AIRLOCK_UPLOADER_IDLE_SECONDS"] == "60"
 
 
 def test_service_monitor_is_optional(helm_bin):
@@ -438,7 +501,8 @@ def test_service_account_permissions_as_the_api_server_decides(kube, helm_bin):
         ("create", "jobs.batch", work),
         ("get", "jobs.batch", work, ("--subresource=status",)),
         ("create", "deployments.apps", work),
-        ("patch", "deployments.apps", work, ("--subresource=scale",)),
+        ("watch", "deployments.apps", work),       # uploader Deployments wake their datasource
+        ("patch", "deployments.apps", work),       # idle scale-down and the scaled-up-at stamp
         ("create", "ingresses.networking.k8s.io", work),
         ("create", "services", work),
         ("get", "pods", work, ("--subresource=log",)),
@@ -458,6 +522,7 @@ def test_service_account_permissions_as_the_api_server_decides(kube, helm_bin):
         ("create", "jobs.batch", "default"),
         ("watch", "analyticsworkspacedatasources.xlscsde.nhs.uk", "default"),
         ("update", "jobs.batch", work),
+        ("patch", "deployments.apps", work, ("--subresource=scale",)),   # not needed: a merge patch does it
         ("delete", "pods", work),
         ("create", "pods", work, ("--subresource=exec",)),
         ("update", "leases.coordination.k8s.io/someone-elses-lease", work),
@@ -498,6 +563,11 @@ def test_helm_install_and_uninstall(kube, helm_bin):
     assert [d["metadata"]["name"] for d in dep["items"]] == [f"{release}-airlock-operator"]
     roles = kube.kubectl_json("get", "role", "-n", work, "-l", f"app.kubernetes.io/instance={release}")
     assert len(roles["items"]) == 1
+    # The uploaders' proxy secret is made once and kept across upgrades (helm lookup).
+    first = _secret_value(kube.kubectl_json("get", "secret", "-n", work, f"{release}-airlock-uploader-proxy"))
+    kube.helm("upgrade", release, str(CHART), "-n", home, "--set", f"namespace={work}")
+    again = _secret_value(kube.kubectl_json("get", "secret", "-n", work, f"{release}-airlock-uploader-proxy"))
+    assert len(first) == 48 and again == first
     kube.helm("uninstall", release, "-n", home)
     dep = kube.kubectl_json("get", "deployment", "-n", home, "-l",
                             f"app.kubernetes.io/instance={release}")

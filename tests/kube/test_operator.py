@@ -71,12 +71,19 @@ SETTINGS = {
     "AIRLOCK_INGRESS_TLS_SECRET": "",
     "AIRLOCK_INGRESS_ANNOTATIONS": "{}",
     "AIRLOCK_LEASE_NAME": "airlock-operator",
+    # Idle uploaders go back to 0 after this long (the chart's default is 900).
+    "AIRLOCK_UPLOADER_IDLE_SECONDS": str(3),
+    "AIRLOCK_UPLOADER_PROXY_SECRET": "airlock-uploader-proxy",
+    "AIRLOCK_FRONTEND_SERVICE": "airlock-frontend",
+    "AIRLOCK_FRONTEND_SERVICE_PORT": "80",
     # Short lease timings so fail-over is quick to test (chart defaults 15/10/2).
     "AIRLOCK_LEASE_DURATION_SECONDS": "6",
     "AIRLOCK_RENEW_DEADLINE_SECONDS": "4",
     "AIRLOCK_RETRY_PERIOD_SECONDS": "1",
 }
 LEASE_DURATION = 6
+UPLOADER_IDLE = 3
+PROXY_SECRET = "pr0xy-S3cret-value-never-in-a-spec"
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
 
 
@@ -275,6 +282,9 @@ def prepare_namespace(kube, ns: str):
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
     kube.kubectl("-n", ns, "create", "secret", "generic", "airlock-source-credentials",
                  "--from-literal=DbUser=reader", f"--from-literal=DbPassword={PASSWORD}")
+    # The uploaders' proxy secret, as the chart makes it.
+    kube.kubectl("-n", ns, "create", "secret", "generic", "airlock-uploader-proxy",
+                 f"--from-literal=secret={PROXY_SECRET}")
     # The workspace's own storage: not the airlock's, never to be deleted by it.
     kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": WORKSPACE},
@@ -550,6 +560,135 @@ def test_uploaded_gets_claim_deployment_service_ingress(op):
     assert owned_by(ing, ds) and ing["spec"]["ingressClassName"] == "nginx"
     b = wait_for("the binding", lambda: op.get("awdb", "dsb-782b4a1f07234229980f75f2f651412a"))
     assert b["spec"]["datasource"] == ds["metadata"]["name"]
+
+
+# ---- the uploader's lifecycle (src/runtime/uploader_scale.h) ----
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def wake(op, up: str):
+    """What uploader_wake() sends (the frontend, when a person opens the uploader)."""
+    op.k("patch", "deployment", up, "--type=merge", "-p", json.dumps(
+        {"metadata": {"annotations": {"xlscsde.nhs.uk/scaled-up-at": utc_now()}}, "spec": {"replicas": 1}}))
+
+
+def touch(op, up: str):
+    """What uploader_activity_touch() sends (the frontend, while it proxies)."""
+    op.k("patch", "deployment", up, "--type=merge", "-p", json.dumps(
+        {"metadata": {"annotations": {"xlscsde.nhs.uk/last-activity": utc_now()}}}))
+
+
+def replicas(op, up: str) -> int:
+    return op.get("deployment", up)["spec"].get("replicas", 0)
+
+
+def uploading(op, name: str) -> tuple[dict, str]:
+    ds = op.apply_ds(uploaded_ds(name))
+    op.wait_status(name, stage="Uploading")
+    up = f"upload-{ds['metadata']['uid']}"
+    assert replicas(op, up) == 0
+    return op.ds(name), up
+
+
+def test_uploader_mounts_proxy_secret_and_its_ingress_routes_to_the_frontend(op):
+    ds, up = uploading(op, "up-secret")
+    dep = op.get("deployment", up)
+    pod = dep["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert {e["name"]: e.get("value") for e in c["env"]}["AIRLOCK_UPLOADER_PROXY_SECRET_FILE"] == \
+        "/var/run/airlock/proxy-secret/secret"
+    assert {"name": "proxy-secret", "mountPath": "/var/run/airlock/proxy-secret", "readOnly": True} \
+        in c["volumeMounts"]
+    vol = next(v for v in pod["volumes"] if v["name"] == "proxy-secret")
+    assert vol["secret"]["secretName"] == "airlock-uploader-proxy"
+    assert vol["secret"]["items"] == [{"key": "secret", "path": "secret"}]
+    # The value is in the Secret only: never in the Deployment, the datasource, Events or the log.
+    assert PROXY_SECRET not in json.dumps(dep)
+    assert PROXY_SECRET not in json.dumps(ds) and PROXY_SECRET not in json.dumps(op.events("up-secret"))
+    assert PROXY_SECRET not in op.leader_log()
+    # Browsers reach the frontend, which proxies to the uploader's Service.
+    [rule] = op.get("ingress", up)["spec"]["rules"]
+    assert rule["http"]["paths"] == [{"path": f"/uploads/{up}", "pathType": "Prefix",
+                                     "backend": {"service": {"name": "airlock-frontend",
+                                                             "port": {"number": 80}}}}]
+
+
+def wait_replicas_zero(op, up: str, timeout: float) -> float:
+    start = time.monotonic()
+    wait_for(f"{up} back at 0 replicas", lambda: replicas(op, up) == 0, timeout=timeout, interval=0.1)
+    return time.monotonic() - start
+
+
+def test_idle_uploader_goes_back_to_zero_in_time_and_not_before(op):
+    a = op.operators[0]
+    before = a.metrics().get('airlock_uploader_scale_downs_total{reason="idle"}', 0)
+    _, up = uploading(op, "up-idle")
+    wake(op, up)
+    woken = time.monotonic()
+    # The stamp has seconds precision: it may be up to 1 s older than the wake.
+    time.sleep(UPLOADER_IDLE - 1.2)
+    assert replicas(op, up) == 1, "scaled down before its idle time"
+    wait_replicas_zero(op, up, timeout=UPLOADER_IDLE + 3)
+    elapsed = time.monotonic() - woken
+    assert UPLOADER_IDLE - 1.2 <= elapsed <= UPLOADER_IDLE + 2.5, elapsed
+    ev = wait_for("the UploaderScaledDown Event",
+                  lambda: [e for e in op.events("up-idle") if e["reason"] == "UploaderScaledDown"])
+    assert ev[0]["type"] == "Normal" and f"not used for {UPLOADER_IDLE} s" in ev[0]["message"], ev
+    assert a.metrics()['airlock_uploader_scale_downs_total{reason="idle"}'] >= before + 1
+    # At rest it stays at rest: nothing scales it up or down again.
+    time.sleep(1)
+    assert replicas(op, up) == 0
+
+
+def test_fresh_activity_postpones_the_scale_down(op):
+    _, up = uploading(op, "up-busy")
+    wake(op, up)
+    woken = time.monotonic()
+    # Traffic keeps flowing: the frontend touches it before the idle time ends, twice.
+    for _ in range(2):
+        time.sleep(UPLOADER_IDLE - 1.5)
+        assert replicas(op, up) == 1
+        touch(op, up)
+    touched = time.monotonic()
+    assert touched - woken > UPLOADER_IDLE, "the test must outlast the first idle period"
+    time.sleep(UPLOADER_IDLE - 1.2)
+    assert replicas(op, up) == 1, "scaled down although it was in use"
+    wait_replicas_zero(op, up, timeout=UPLOADER_IDLE + 3)
+    assert time.monotonic() - touched <= UPLOADER_IDLE + 2.5
+
+
+def test_uploader_scaled_by_hand_gets_a_time_then_goes_back_to_zero(op):
+    _, up = uploading(op, "up-hand")
+    op.k("scale", "deployment", up, "--replicas=2")
+    dep = wait_for("the operator's scaled-up-at stamp",
+                   lambda: (d := op.get("deployment", up))["metadata"].get("annotations", {})
+                   .get("xlscsde.nhs.uk/scaled-up-at") and d, timeout=5)
+    assert dep["spec"]["replicas"] == 2
+    wait_replicas_zero(op, up, timeout=UPLOADER_IDLE + 4)
+
+
+def test_sealed_datasource_uploader_goes_to_zero_at_once(op):
+    a = op.operators[0]
+    before = a.metrics().get('airlock_uploader_scale_downs_total{reason="sealed"}', 0)
+    _, up = uploading(op, "up-sealed")
+    wake(op, up)
+    touch(op, up)
+    time.sleep(0.5)
+    assert replicas(op, up) == 1
+    # "All files uploaded": the datasource leaves Uploading (the frontend fires upload-complete).
+    op.k("patch", "awds", "up-sealed", "--subresource=status", "--type=merge",
+         "-p", json.dumps({"status": {"stage": "Checking", "dataState": "Completed"}}))
+    took = wait_replicas_zero(op, up, timeout=UPLOADER_IDLE)
+    assert took < UPLOADER_IDLE - 1.2, f"took {took:.1f} s: that is the idle scale-down, not the seal"
+    ev = wait_for("the UploaderScaledDown Event",
+                  lambda: [e for e in op.events("up-sealed") if e["reason"] == "UploaderScaledDown"])
+    assert "no longer Uploading" in ev[0]["message"], ev
+    assert a.metrics()['airlock_uploader_scale_downs_total{reason="sealed"}'] >= before + 1
+    # Woken again while sealed (a stale page): down again at once.
+    wake(op, up)
+    assert wait_replicas_zero(op, up, timeout=UPLOADER_IDLE) < UPLOADER_IDLE - 1.2
 
 
 def test_delete_removes_children_through_finalizer_never_workspace_claim(op):

@@ -466,6 +466,13 @@ def test_uploader_objects_exactly(rt):
     assert c["readinessProbe"]["httpGet"]["port"] == "http"
     assert _env(c)["AIRLOCK_UPLOADER_BASE_PATH"] == f"/uploads/{name}"
     assert _env(c)["AIRLOCK_UPLOAD_DIR"] == "/data"
+    # The proxy secret: the Secret's name and a read-only mount, never a value.
+    assert _env(c)["AIRLOCK_UPLOADER_PROXY_SECRET_FILE"] == "/var/run/airlock/proxy-secret/secret"
+    ps = next(m for m in c["volumeMounts"] if m["name"] == "proxy-secret")
+    assert ps == {"name": "proxy-secret", "mountPath": "/var/run/airlock/proxy-secret", "readOnly": True}
+    assert next(v for v in pod["volumes"] if v["name"] == "proxy-secret")["secret"] == \
+        {"secretName": "airlock-uploader-proxy", "items": [{"key": "secret", "path": "secret"}],
+         "defaultMode": 0o440}
     data = next(m for m in c["volumeMounts"] if m["mountPath"] == "/data")
     assert next(v for v in pod["volumes"] if v["name"] == data["name"])["persistentVolumeClaim"] == \
         {"claimName": vol}
@@ -478,8 +485,10 @@ def test_uploader_objects_exactly(rt):
     assert ing["spec"]["ingressClassName"] == "nginx"
     [rule] = ing["spec"]["rules"]
     assert rule["host"] == "airlock.example.org"
+    # Browsers reach the frontend, which proxies to the uploader: never the uploader's Service.
     assert rule["http"]["paths"] == [{"path": f"/uploads/{name}", "pathType": "Prefix",
-                                     "backend": {"service": {"name": name, "port": {"name": "http"}}}}]
+                                     "backend": {"service": {"name": "airlock-frontend",
+                                                             "port": {"number": 80}}}}]
     assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
 
     for obj in (pvc, dep, svc, ing):

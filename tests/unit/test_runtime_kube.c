@@ -253,7 +253,14 @@ static void test_options_defaults_and_env(void **state)
 	assert_int_equal(o.ttl_seconds_after_finished, 3600);
 	assert_int_equal(o.run_as_user, 65532);
 	assert_null(o.ingress_class);
+	assert_string_equal(o.uploader_proxy_secret, "airlock-uploader-proxy");
+	assert_string_equal(o.uploader_proxy_secret_key, "secret");
+	assert_string_equal(o.frontend_service, "airlock-frontend");
+	assert_int_equal(o.frontend_service_port, 80);
 
+	setenv("AIRLOCK_UPLOADER_PROXY_SECRET", "rel-uploader-proxy", 1);
+	setenv("AIRLOCK_FRONTEND_SERVICE", "rel-frontend", 1);
+	setenv("AIRLOCK_FRONTEND_SERVICE_PORT", "8081", 1);
 	setenv("AIRLOCK_LEASE_NAMESPACE", "work", 1);
 	setenv("AIRLOCK_STORAGE_CLASS", "fast", 1);
 	setenv("AIRLOCK_STAGING_STORAGE_CLASS", "airlock-staging", 1);
@@ -276,6 +283,13 @@ static void test_options_defaults_and_env(void **state)
 	assert_null(o.ingress_host);
 	assert_int_equal(o.backoff_limit, 2);
 	assert_int_equal(o.ttl_seconds_after_finished, 86400);
+	assert_string_equal(o.uploader_proxy_secret, "rel-uploader-proxy");
+	assert_string_equal(o.frontend_service, "rel-frontend");
+	assert_int_equal(o.frontend_service_port, 8081);
+	setenv("AIRLOCK_FRONTEND_SERVICE_PORT", "0", 1);
+	assert_int_equal(runtime_kube_options_from_env(&o), AL_ERR_INVALID);
+	assert_non_null(strstr(al_error_message(), "AIRLOCK_FRONTEND_SERVICE_PORT"));
+	setenv("AIRLOCK_FRONTEND_SERVICE_PORT", "8081", 1);
 
 	setenv("AIRLOCK_NAMESPACE", "override", 1);
 	assert_int_equal(runtime_kube_options_from_env(&o), AL_OK);
@@ -296,7 +310,8 @@ static void test_options_defaults_and_env(void **state)
 			       "AIRLOCK_STAGING_STORAGE_CLASS", "AIRLOCK_IMPORT_VOLUME_SIZE", "AIRLOCK_RUNNER_IMAGE",
 			       "AIRLOCK_RUNNER_RESOURCES", "AIRLOCK_INGRESS_CLASS", "AIRLOCK_INGRESS_HOST",
 			       "AIRLOCK_INGRESS_ANNOTATIONS", "AIRLOCK_JOB_BACKOFF_LIMIT",
-			       "AIRLOCK_JOB_TTL_SECONDS_AFTER_FINISHED" };
+			       "AIRLOCK_JOB_TTL_SECONDS_AFTER_FINISHED", "AIRLOCK_UPLOADER_PROXY_SECRET",
+			       "AIRLOCK_FRONTEND_SERVICE", "AIRLOCK_FRONTEND_SERVICE_PORT" };
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 }
@@ -322,6 +337,17 @@ static void test_open_refuses_bad_options(void **state)
 	o.run_as_user = 0;
 	assert_int_equal(runtime_kube_open(&rt, f->kc, &o), AL_ERR_INVALID);
 	o.run_as_user = 1000;
+	free(o.frontend_service);
+	o.frontend_service = strdup("9-not-a-service");
+	assert_int_equal(runtime_kube_open(&rt, f->kc, &o), AL_ERR_INVALID);
+	assert_non_null(strstr(al_error_message(), "frontend Service"));
+	free(o.frontend_service);
+	o.frontend_service = strdup("airlock-frontend");
+	free(o.uploader_proxy_secret_key);
+	o.uploader_proxy_secret_key = strdup("a/b");
+	assert_int_equal(runtime_kube_open(&rt, f->kc, &o), AL_ERR_INVALID);
+	free(o.uploader_proxy_secret_key);
+	o.uploader_proxy_secret_key = strdup("secret");
 	assert_int_equal(runtime_kube_open(&rt, NULL, &o), AL_ERR_INVALID);
 	assert_int_equal(runtime_kube_open(&rt, f->kc, &o), AL_OK);
 	runtime_close(rt);
@@ -678,6 +704,44 @@ static void test_uploader_objects(void **state)
 		json_t *path = json_array_get(json_object_get(json_object_get(rule, "http"), "paths"), 0);
 		assert_string_equal(json_string_value(json_object_get(path, "path")), "/uploads/upload-1");
 		assert_string_equal(json_string_value(json_object_get(path, "pathType")), "Prefix");
+		/* browsers reach the frontend, never the uploader's own Service */
+		assert_string_equal(json_string_value(json_object_get(
+					    json_object_get(json_object_get(path, "backend"), "service"), "name")),
+				    "airlock-frontend");
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(
+					 json_object_get(path, "backend"), "service"), "port"), "number")),
+				 80);
+	}
+	{
+		/* the proxy Secret: named and mounted read-only, its file in the env */
+		json_t *pod = json_object_get(json_object_get(json_object_get(dep, "spec"), "template"), "spec");
+		json_t *c = json_array_get(json_object_get(pod, "containers"), 0), *v, *m;
+		const char *file = NULL;
+		size_t i;
+		int mounted = 0, volume = 0;
+		json_array_foreach(json_object_get(c, "env"), i, v)
+			if (!strcmp(json_string_value(json_object_get(v, "name")), "AIRLOCK_UPLOADER_PROXY_SECRET_FILE"))
+				file = json_string_value(json_object_get(v, "value"));
+		assert_non_null(file);
+		assert_string_equal(file, "/var/run/airlock/proxy-secret/secret");
+		json_array_foreach(json_object_get(c, "volumeMounts"), i, m)
+			if (!strcmp(json_string_value(json_object_get(m, "name")), "proxy-secret")) {
+				mounted = 1;
+				assert_true(json_is_true(json_object_get(m, "readOnly")));
+				assert_string_equal(json_string_value(json_object_get(m, "mountPath")),
+						    "/var/run/airlock/proxy-secret");
+			}
+		json_array_foreach(json_object_get(pod, "volumes"), i, v)
+			if (!strcmp(json_string_value(json_object_get(v, "name")), "proxy-secret")) {
+				json_t *sec = json_object_get(v, "secret");
+				json_t *item = json_array_get(json_object_get(sec, "items"), 0);
+				volume = 1;
+				assert_string_equal(json_string_value(json_object_get(sec, "secretName")), "airlock-uploader-proxy");
+				assert_string_equal(json_string_value(json_object_get(item, "key")), "secret");
+				assert_string_equal(json_string_value(json_object_get(item, "path")), "secret");
+				assert_int_equal(json_integer_value(json_object_get(sec, "defaultMode")), 0440);
+			}
+		assert_true(mounted && volume);
 	}
 	json_decref(pvc);
 	json_decref(dep);

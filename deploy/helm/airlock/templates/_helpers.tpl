@@ -28,6 +28,11 @@ the chart name; truncated to 63 characters (the DNS label limit).
 {{- printf "%s-frontend" (include "airlock.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /* The uploaders' proxy Secret (uploader.proxySecret.name, else <fullname>-uploader-proxy). */ -}}
+{{- define "airlock.uploaderProxySecret" -}}
+{{- .Values.uploader.proxySecret.name | default (printf "%s-uploader-proxy" (include "airlock.fullname" .) | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "airlock.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -167,14 +172,13 @@ modes can never drift apart. Each rule says why the operator needs it.
 - apiGroups: ["batch"]
   resources: ["jobs/status"]
   verbs: ["get"]
-# One uploader Deployment per Uploaded datasource, created scaled to 0.
+# One uploader Deployment per Uploaded datasource, created scaled to 0;
+# list+watch wake a datasource whose uploader runs; patch scales an idle one
+# back to 0 (a merge patch with the resourceVersion it decided on, which the
+# scale subresource cannot carry), so no rule on deployments/scale.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# Scales an idle uploader back to 0 through the scale subresource.
-- apiGroups: ["apps"]
-  resources: ["deployments/scale"]
-  verbs: ["get", "update", "patch"]
 # The uploaders' Ingresses (class and host from the chart's values).
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
