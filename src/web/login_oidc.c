@@ -91,7 +91,8 @@ int login_oidc_provider_error(const char *error)
 /* {"id_token", "refresh_token"} as JSON text; either may be NULL. */
 static int secret_json(const char *id_token, const char *refresh_token, char **out)
 {
-	json_t *o = json_object();
+	json_t *o = json_object(), *v;
+	const char *k;
 	int rc = AL_OK;
 
 	*out = NULL;
@@ -102,8 +103,6 @@ static int secret_json(const char *id_token, const char *refresh_token, char **o
 	    !(*out = json_dumps(o, JSON_COMPACT)))
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
 	/* jansson copied the tokens: wipe its copies too. */
-	json_t *v;
-	const char *k;
 	json_object_foreach(o, k, v)
 		sodium_memzero((char *)json_string_value(v), json_string_length(v));
 	json_decref(o);
@@ -170,36 +169,5 @@ int login_oidc_secret_token(const char *secret, const char *name, char **out)
 		if (json_is_string(v))
 			sodium_memzero((char *)json_string_value(v), json_string_length(v));
 	json_decref(o);
-	return rc;
-}
-
-static void wipe_free(char *s)
-{
-	if (s) {
-		sodium_memzero(s, strlen(s));
-		free(s);
-	}
-}
-
-int login_oidc_session_refreshed(const struct oidc_tokens *t, const char *old_secret, json_t **data, char **secret)
-{
-	char *old_id = NULL, *old_refresh = NULL;
-	int rc;
-
-	*data = NULL;
-	*secret = NULL;
-	if ((!t->id_token && (rc = login_oidc_secret_token(old_secret, "id_token", &old_id))) ||
-	    (!t->refresh_token && (rc = login_oidc_secret_token(old_secret, "refresh_token", &old_refresh))))
-		goto out;
-	if ((rc = session_data(t, data)))
-		goto out;
-	if ((rc = secret_json(t->id_token ? t->id_token : old_id, t->refresh_token ? t->refresh_token : old_refresh,
-			      secret))) {
-		json_decref(*data);
-		*data = NULL;
-	}
-out:
-	wipe_free(old_id);
-	wipe_free(old_refresh);
 	return rc;
 }

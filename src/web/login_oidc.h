@@ -16,8 +16,10 @@
  *    (username, roles, workspaces from the groups claim) and expires_at the
  *    access token's expiry. Its secret is the JSON {"id_token",
  *    "refresh_token"} (either may be absent). The data never holds a token.
- *  - Such a session gives its user only while now < expires_at: after
- *    that it must be refreshed (login_oidc_session_refreshed) or it ends.
+ *  - Such a session gives its user only while now < expires_at (the
+ *    access token's expiry); after that it has ended and the person logs in
+ *    again (Keycloak's own session usually makes that one click). Tokens are
+ *    not refreshed: auth/oidc has no refresh grant yet.
  *  - Messages name what went wrong and what to do; none contains a token,
  *    a code or anything the provider sent but a known error code.
  *
@@ -63,12 +65,6 @@ int login_oidc_session_new(const struct oidc_tokens *t, json_t **data, char **se
  * session is one and its tokens have not expired at `now`.
  * AL_ERR_UNAUTHORIZED ("your session has ended") otherwise. */
 int login_oidc_session_user(const json_t *data, int64_t now, json_t **user);
-
-/* The data and secret of a session after its tokens were refreshed: data
- * keeps nothing of the old but the source; a refresh without a new ID or
- * refresh token keeps the old one (old_secret may be NULL). */
-int login_oidc_session_refreshed(const struct oidc_tokens *t, const char *old_secret, json_t **data,
-				 char **secret);
 
 /* One token ("id_token" or "refresh_token") from a session's secret.
  * *out is NULL (and AL_OK) when the secret has none. */
