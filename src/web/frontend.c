@@ -2,6 +2,7 @@
 
 #include "audit/audit.h"
 #include "auth/accounts.h"
+#include "auth/oidc.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -10,6 +11,7 @@
 #include "store/store.h"
 #include "web/assets/assets.h"
 #include "web/html.h"
+#include "web/login_oidc.h"
 #include "web/session.h"
 
 #include <sodium.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define KIND_DS "AnalyticsWorkspaceDataSource"
 #define WORKSPACE_LABEL "xlscsde.nhs.uk/workspace"
@@ -502,6 +505,8 @@ static int same_origin(const struct page *p)
 
 /* ---- sessions -------------------------------------------------------------- */
 
+static int oidc_session_user(struct page *p);
+
 /* Loads the session named by the cookie, and the user behind it. */
 static int load_session(struct page *p)
 {
@@ -519,11 +524,12 @@ static int load_session(struct page *p)
 		/* The session holds the local account's bearer token, so a password
 		 * change, disabling or deleting the user ends it too. */
 		rc = accounts_authenticate(p->f->api->accounts, p->sess.secret, &p->user);
+	} else if (source && !strcmp(source, "oidc") && p->f->api->oidc) {
+		/* The user Keycloak's tokens gave at login (roles, workspaces from
+		 * the groups claim), for as long as those tokens are good. */
+		rc = oidc_session_user(p);
 	} else {
-		/* OIDC plugs in here: an "oidc" session keeps the verified user
-		 * (roles, workspaces) in data.user and the refresh token as its
-		 * secret (docs/frontend.md, "Adding OIDC login"). Anything else is
-		 * not a session we made. */
+		/* Anything else (a pending OIDC login among them) is not a login. */
 		rc = al_error_set(AL_ERR_UNAUTHORIZED, "your session has ended: log in again");
 	}
 	if (rc == AL_ERR_UNAUTHORIZED) {
@@ -536,6 +542,176 @@ static int load_session(struct page *p)
 		return rc;
 	p->username = json_string_value(json_object_get(p->user, "username"));
 	return p->username ? AL_OK : al_error_set(AL_ERR_INTERNAL, "a session without a user");
+}
+
+/* ---- OIDC login (docs/frontend.md, "Logging in with Keycloak") ------------- */
+
+/* The Keycloak button needs a provider and a confidential client. */
+static int oidc_enabled(const struct page *p)
+{
+	return p->f->api->oidc && p->f->api->cfg && p->f->api->cfg->oidc.client_secret_file;
+}
+
+/* <our origin><path>, as registered at the provider (redirect URIs). */
+static int our_url(const struct page *p, const char *path, struct buf *out)
+{
+	int rc = login_oidc_base_url(out, p->f->external_url, p->f->tls, http_request_header(p->req, "Host"));
+	return rc ? rc : buf_appends(out, path);
+}
+
+/* An OIDC login that did not work: nothing was made, so the way on is to
+ * start again (not "back to your workspaces"). */
+static int login_failed(struct page *p, int rc)
+{
+	int status = al_error_http_status(rc);
+	char *msg = util_strdup(*al_error_message() ? al_error_message() : al_error_name(rc));
+
+	if (status >= 500)
+		log_error("page %s %s: %s", p->req->method, p->req->path, msg ? msg : "?");
+	buf_reset(&p->html);
+	p->err = 0;
+	emit(p, "<h1>Login failed</h1>\n<div class=\"card error\" role=\"alert\"><p>%s</p></div>\n"
+		"<p><a class=\"button\" href=\"/login\">Log in again</a></p>\n",
+	     msg ? msg : "out of memory");
+	free(msg);
+	finish(p, status, "Login failed");
+	return rc;
+}
+
+/* GET /login/oidc: the authorization code flow with PKCE starts here. What
+ * the callback must check (state, nonce, PKCE verifier) stays on the server
+ * in a pending session named by the pre-login cookie. */
+static int oidc_start(struct page *p)
+{
+	struct oidc_login l;
+	struct session pending;
+	struct buf uri;
+	json_t *data = NULL;
+	char old[SESSION_ID_LEN + 1];
+	int rc;
+
+	memset(&l, 0, sizeof(l));
+	memset(&pending, 0, sizeof(pending));
+	buf_init(&uri, 4096);
+	if (!oidc_enabled(p))
+		rc = al_error_set(AL_ERR_NOT_FOUND, "this airlock has no Keycloak login: use the login form");
+	else if (!(rc = our_url(p, "/login/callback", &uri)) &&
+		 !(rc = oidc_login_start(p->f->api->oidc, buf_cstr(&uri), NULL, &l)) &&
+		 !(rc = login_oidc_pending_data(&l, (int64_t)time(NULL), &data)))
+		rc = session_create(p->f->sessions, data, l.code_verifier, &pending);
+	if (!rc) {
+		/* One login in progress per browser: an earlier one is dropped. */
+		if (cookie_id(p, login_cookie(p), old))
+			session_destroy(p->f->sessions, old);
+		rc = set_cookie(p, login_cookie(p), pending.id, LOGIN_OIDC_PENDING_SECONDS);
+		if (rc)
+			session_destroy(p->f->sessions, pending.id);
+	}
+	if (!rc)
+		redirect(p, l.url);
+	json_decref(data);
+	session_free(&pending);
+	oidc_login_free(&l);
+	buf_free(&uri);
+	return rc ? login_failed(p, rc) : AL_OK;
+}
+
+/* GET /login/callback?code&state (or ?error): the provider sends the
+ * browser back. state is this step's CSRF protection; the pending login is
+ * used up whatever happens, so a state or code is tried at most once. */
+static int oidc_callback(struct page *p)
+{
+	const char *error = http_request_query(p->req, "error"), *state = http_request_query(p->req, "state");
+	const char *code = http_request_query(p->req, "code");
+	char pre[SESSION_ID_LEN + 1], old[SESSION_ID_LEN + 1];
+	struct session pending, fresh;
+	struct oidc_tokens t;
+	struct buf uri;
+	json_t *data = NULL;
+	char *secret = NULL;
+	int have_pending = 0, rc;
+
+	memset(&pending, 0, sizeof(pending));
+	memset(&fresh, 0, sizeof(fresh));
+	memset(&t, 0, sizeof(t));
+	buf_init(&uri, 4096);
+	if (!oidc_enabled(p))
+		return fail(p, al_error_set(AL_ERR_NOT_FOUND, "there is no such page"));
+	if (cookie_id(p, login_cookie(p), pre) && !session_get(p->f->sessions, pre, &pending)) {
+		have_pending = 1;
+		session_destroy(p->f->sessions, pre);
+	}
+	if (error)
+		rc = login_oidc_provider_error(error);
+	else
+		rc = login_oidc_pending_check(have_pending ? pending.data : NULL, state, (int64_t)time(NULL));
+	if (!rc && (!code || !*code))
+		rc = al_error_set(AL_ERR_INVALID, "Keycloak sent no authorization code. Please log in again.");
+	if (!rc)
+		rc = our_url(p, "/login/callback", &uri);
+	if (!rc) {
+		rc = oidc_login_finish(p->f->api->oidc, code, buf_cstr(&uri), pending.secret,
+				       json_string_value(json_object_get(pending.data, "nonce")), &t);
+		if (rc == AL_ERR_UNAUTHORIZED)
+			log_info("oidc: a web login was refused: %s", al_error_message());
+	}
+	if (!rc)
+		rc = login_oidc_session_new(&t, &data, &secret);
+	/* A new id at every login: a session id planted before it is worth nothing. */
+	if (!rc)
+		rc = session_create(p->f->sessions, data, secret, &fresh);
+	if (!rc) {
+		if (cookie_id(p, session_cookie(p), old))
+			session_destroy(p->f->sessions, old);
+		audit_user(p, json_string_value(json_object_get(data, "username")), "login");
+		if ((rc = set_cookie(p, session_cookie(p), fresh.id, session_store_max_seconds(p->f->sessions))))
+			session_destroy(p->f->sessions, fresh.id);
+	}
+	if (secret) {
+		sodium_memzero(secret, strlen(secret));
+		free(secret);
+	}
+	json_decref(data);
+	oidc_tokens_free(&t);
+	session_free(&pending);
+	session_free(&fresh);
+	buf_free(&uri);
+	if (rc)
+		return login_failed(p, rc);
+	redirect(p, "/");
+	return AL_OK;
+}
+
+/* load_session for an "oidc" session: its user while the tokens are good. */
+static int oidc_session_user(struct page *p)
+{
+	return login_oidc_session_user(p->sess.data, (int64_t)time(NULL), &p->user);
+}
+
+/* After POST /logout of an OIDC session: the airlock session is gone; the
+ * provider's session ends through RP-initiated logout, offered as a link
+ * because form-action 'self' forbids redirecting a form post off-site. */
+static void oidc_logged_out(struct page *p, const char *id_token)
+{
+	struct buf back;
+	char *url = NULL;
+	int rc;
+
+	p->have_session = 0;
+	buf_init(&back, 4096);
+	if (!(rc = our_url(p, "/login", &back)))
+		rc = oidc_logout_url(p->f->api->oidc, id_token, buf_cstr(&back), &url);
+	if (rc)
+		log_warn("oidc: no logout link for the provider: %s", al_error_message());
+	emit(p, "<h1>Logged out</h1>\n<div class=\"card notice\"><p>You are logged out of the airlock.</p>\n");
+	if (url)
+		emit(p, "<p>You may still be logged in at Keycloak (and so into other services). To end that "
+			"too:</p>\n<p><a class=\"button\" id=\"oidc-logout\" href=\"%s\">Log out of Keycloak</a></p>\n",
+		     url);
+	emit(p, "</div>\n<p><a href=\"/login\">Log in again</a></p>\n");
+	finish(p, 200, "Logged out");
+	free(url);
+	buf_free(&back);
 }
 
 /* ---- login and logout -------------------------------------------------------- */
@@ -554,11 +730,13 @@ static int login_page(struct page *p, int status, const char *username, const ch
 	if ((rc = session_csrf_token(pre, csrf)))
 		return fail(p, rc);
 	emit(p, "<h1>Log in</h1>\n");
-	/* The local accounts' form. An OIDC provider's "Log in with Keycloak"
-	 * goes beside it, as a link to GET /login/oidc (docs/frontend.md,
-	 * "Adding OIDC login"). */
 	if (message)
 		emit(p, "<div class=\"card error\" role=\"alert\"><p>%s</p></div>\n", message);
+	/* A link, not a form: form-action 'self' would forbid the redirect to
+	 * the provider that follows. */
+	if (oidc_enabled(p))
+		emit(p, "<div class=\"card stack\"><a class=\"button\" href=\"/login/oidc\">Log in with Keycloak</a>"
+			"</div>\n<p class=\"muted\">Or with a local account of this airlock:</p>\n");
 	emit(p, "<form class=\"card stack\" method=\"post\" action=\"/login\">\n"
 		"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
 		"<label for=\"username\">Username</label>\n"
@@ -624,14 +802,28 @@ static int login_submit(struct page *p)
 
 static int logout(struct page *p)
 {
-	/* Local sessions end their bearer token too. (An OIDC session will end
-	 * at the provider as well: see docs/frontend.md.) */
-	if (p->sess.secret)
+	const char *source = json_string_value(json_object_get(p->sess.data, "source"));
+	int oidc = source && !strcmp(source, "oidc");
+	char *id_token = NULL;
+
+	/* Local sessions end their bearer token too; an OIDC session's ID token
+	 * is kept for the provider's logout link. */
+	if (oidc)
+		login_oidc_secret_token(p->sess.secret, "id_token", &id_token);
+	else if (p->sess.secret)
 		accounts_logout(p->f->api->accounts, p->sess.secret);
 	session_destroy(p->f->sessions, p->sess.id);
 	audit_user(p, p->username, "logout");
 	set_cookie(p, session_cookie(p), NULL, 0);
-	redirect(p, "/login");
+	if (!oidc || !p->f->api->oidc) {
+		redirect(p, "/login");
+	} else {
+		oidc_logged_out(p, id_token);
+	}
+	if (id_token) {
+		sodium_memzero(id_token, strlen(id_token));
+		free(id_token);
+	}
 	return AL_OK;
 }
 
@@ -1352,6 +1544,12 @@ static int route(struct page *p)
 		if (memchr(p->req->body, '\0', p->req->body_len) ||
 		    (rc = html_form_parse(p->req->body, p->req->body_len, &p->form)))
 			return fail(p, rc ? rc : al_error_set(AL_ERR_INVALID, "the form contains a NUL byte"));
+	}
+	if (n == 2 && is(p, 0, "login") && get) {
+		if (is(p, 1, "oidc"))
+			return oidc_start(p);
+		if (is(p, 1, "callback"))
+			return oidc_callback(p);
 	}
 	if (n == 1 && is(p, 0, "login")) {
 		if (get) {

@@ -30,8 +30,12 @@
  *    409, ...) and a message for a person.
  *
  * Login methods: local accounts (src/auth/accounts.h) through the form at
- * /login. OIDC (src/auth/oidc.h) plugs in beside it; docs/frontend.md
- * ("Adding OIDC login") names the two routes and the session fields it uses.
+ * /login, and, with oidc.issuer and oidc.clientSecretFile configured,
+ * Keycloak (src/auth/oidc.h): the authorization code flow with PKCE through
+ * GET /login/oidc and GET /login/callback, each state usable once, a new
+ * session per login, ending no later than the access token (no refresh);
+ * logout offers Keycloak's end-session link. docs/frontend.md ("Logging in
+ * with Keycloak") tells the whole story; web/login_oidc.h holds its rules.
  *
  * Ownership: everything in struct frontend_ctx is borrowed and must outlive
  * the server. frontend_handle is thread-safe (the stores it uses are).
