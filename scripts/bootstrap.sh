@@ -18,8 +18,11 @@ build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev lib
 # benchmark's peers) for the runner's tests.
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
 	postgresql postgresql-client mariadb-server mariadb-client time
-	maven openjdk-17-jre-headless)
+	maven openjdk-17-jre-headless nodejs chromium fonts-liberation)
 # (maven fetches Keycloak for the OIDC tests, which runs on Java 17: scripts/keycloak.sh)
+# (nodejs runs playwright-core, which drives Debian's chromium in the browser
+# tests; fonts-liberation gives their screenshots the common web font metrics:
+# scripts/browser-tools.sh, docs/testing-browser.md)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
@@ -50,4 +53,6 @@ if [ "$mode" = test ]; then
 		mv "$venv.tmp" "$venv"
 	fi
 	ln -sfn "$venv" "$cache/venv-current"
+	# playwright-core for the browser tests, pinned, cached by version.
+	"$here/scripts/browser-tools.sh" >/dev/null
 fi
