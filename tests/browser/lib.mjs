@@ -145,17 +145,22 @@ export class Run {
     this.problems.push(p);
   }
 
-  // Runs fn while problems matching `list` ([{kind, match: RegExp}]) are
-  // expected; each must then have been seen at least once (within settleMs):
-  // how a scenario shows the detectors work and that a refusal was a refusal.
+  // Runs fn while problems matching `list` ([{kind, match: RegExp,
+  // optional}]) are expected; each one not optional must then have been seen
+  // at least once (within settleMs): how a scenario shows that the detectors
+  // work and that a refusal was a refusal.
   async expecting(list, fn, settleMs = 5000) {
     this.expectations = list.map((x) => ({ ...x, seen: 0 }));
     try {
       const v = await fn();
       const deadline = Date.now() + settleMs;
-      while (this.expectations.some((x) => !x.seen) && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 100));
-      const missing = this.expectations.filter((x) => !x.seen);
+      // Console events arrive after the action that caused them: give
+      // optional ones a moment too, so a late one is not taken as unexpected.
+      const optionalUntil = Date.now() + 500;
+      while (Date.now() < deadline && (this.expectations.some((x) => !x.seen && !x.optional) ||
+          (Date.now() < optionalUntil && this.expectations.some((x) => !x.seen))))
+        await new Promise((r) => setTimeout(r, 50));
+      const missing = this.expectations.filter((x) => !x.seen && !x.optional);
       if (missing.length)
         throw new Error(`expected ${missing.map((x) => `a ${x.kind} report matching ${x.match}`).join(', ')}; none came`);
       return v;
