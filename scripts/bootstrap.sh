@@ -26,6 +26,10 @@ test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
+# Debian's nodejs comes without npm (a package of its own); NodeSource's
+# nodejs carries npm and conflicts with that package, so ask for it only
+# when there is no npm at all.
+[ "$mode" = test ] && ! command -v npm >/dev/null 2>&1 && want+=(npm)
 
 missing=()
 for p in "${want[@]}"; do
