@@ -64,8 +64,12 @@ def run_scenario(request, airlock, name, params, handlers=None, timeout=240):
     handlers = handlers or {}
     pkg = playwright_core()
     out = artifacts_dir(request.node.name)
+    # Printed past pytest's capture, so `pytest -q` shows where they are.
     capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
+    if capman:
+        with capman.global_and_fixture_disabled():
+            print(f"\n  browser artifacts: {out}", flush=True)
+    else:
         print(f"\n  browser artifacts: {out}", flush=True)
     env = dict(os.environ, AIRLOCK_URL=airlock.url, AIRLOCK_ARTIFACTS=str(out),
                AIRLOCK_PLAYWRIGHT_CORE=str(pkg), AIRLOCK_CHROMIUM=CHROMIUM,
