@@ -20,11 +20,18 @@ build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev lib
 # benchmark's peers) for the runner's tests.
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
 	postgresql postgresql-client mariadb-server mariadb-client time
-	maven openjdk-17-jre-headless)
+	maven openjdk-17-jre-headless nodejs chromium fonts-liberation)
 # (maven fetches Keycloak for the OIDC tests, which runs on Java 17: scripts/keycloak.sh)
+# (nodejs runs playwright-core, which drives Debian's chromium in the browser
+# tests; fonts-liberation gives their screenshots the common web font metrics:
+# scripts/browser-tools.sh, docs/testing-browser.md)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
+# Debian's nodejs comes without npm (a package of its own); NodeSource's
+# nodejs carries npm and conflicts with that package, so ask for it only
+# when there is no npm at all.
+[ "$mode" = test ] && ! command -v npm >/dev/null 2>&1 && want+=(npm)
 
 missing=()
 for p in "${want[@]}"; do
@@ -56,4 +63,6 @@ if [ "$mode" = test ]; then
 		mv "$venv.tmp" "$venv"
 	fi
 	ln -sfn "$venv" "$cache/venv-current"
+	# playwright-core for the browser tests, pinned, cached by version.
+	"$here/scripts/browser-tools.sh" >/dev/null
 fi
