@@ -1021,6 +1021,10 @@ static int route_secrets(struct call *c)
 
 	if (!has_role(c, "admin") && !has_role(c, "data-engineer"))
 		return reply_error(c, al_error_set(AL_ERR_FORBIDDEN, "source credentials need the 'data-engineer' or 'admin' role"));
+	if (!c->api->creds)
+		return reply_error(c, al_error_set(AL_ERR_UNAVAILABLE,
+						   "source credentials are not kept here: in Kubernetes they are the operator's "
+						   "Secret (docs/operator.md)"));
 	if (c->nseg == 3 && !strcmp(m, "GET")) {
 		if ((rc = credstore_list_keys(c->api->creds, &keys)))
 			return reply_error(c, rc);

@@ -538,6 +538,33 @@ static int load_session(struct page *p)
 	return p->username ? AL_OK : al_error_set(AL_ERR_INTERNAL, "a session without a user");
 }
 
+int frontend_session_user(void *ud, const struct http_request *req, json_t **out_user)
+{
+	struct page p;
+	char id[SESSION_ID_LEN + 1];
+	const char *m = req->method;
+	int rc;
+
+	*out_user = NULL;
+	memset(&p, 0, sizeof(p));
+	p.f = ud;
+	p.req = req;
+	if (!cookie_id(&p, session_cookie(&p), id))
+		return AL_ERR_NOT_FOUND;
+	if ((rc = load_session(&p)) == AL_OK && strcmp(m, "GET") && strcmp(m, "HEAD") && strcmp(m, "OPTIONS") &&
+	    (!same_origin(&p) || !session_csrf_check(p.sess.id, http_request_header(req, "X-CSRF-Token"))))
+		rc = al_error_set(AL_ERR_FORBIDDEN, "this request must come from the airlock's upload page (CSRF check)");
+	if (rc == AL_OK) {
+		*out_user = p.user;
+		p.user = NULL;
+	} else if (rc == AL_ERR_NOT_FOUND) {
+		rc = al_error_set(AL_ERR_UNAUTHORIZED, "your session has ended: log in again");
+	}
+	json_decref(p.user);
+	session_free(&p.sess);
+	return rc;
+}
+
 /* ---- login and logout -------------------------------------------------------- */
 
 static int login_page(struct page *p, int status, const char *username, const char *message)
@@ -1054,9 +1081,27 @@ static int create_uploaded(struct page *p, const char *ws)
 
 /* ---- pages: upload --------------------------------------------------------- */
 
+/* Where the upload widget sends tus requests: the embedded uploader's
+ * routes, or (Kubernetes) the proxied uploader once it runs. */
+static int uploader_endpoint(struct page *p, const json_t *ds, const char *name, char **out)
+{
+	struct buf b;
+	*out = NULL;
+	if (p->f->uploader_start)
+		return p->f->uploader_start(p->f->uploader_start_ud, ds, out);
+	buf_init(&b, 4096);
+	if (buf_appendf(&b, "/api/v1/datasources/%s/uploads", name)) {
+		buf_free(&b);
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	*out = buf_detach(&b);
+	return *out ? AL_OK : al_error_set(AL_ERR_NOMEM, "out of memory");
+}
+
 static int upload_page(struct page *p, const char *ws, const char *name)
 {
 	json_t *ds = NULL;
+	char *endpoint = NULL;
 	const char *title, *stage, *requester;
 	int rc, mine;
 
@@ -1082,12 +1127,24 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 	} else if (!mine) {
 		emit(p, "<div class=\"card notice\"><p>Only %s, who created this datasource, can upload to it.</p></div>\n",
 		     requester ? requester : "its requester");
+	} else if ((rc = uploader_endpoint(p, ds, name, &endpoint)) == AL_ERR_UNAVAILABLE) {
+		/* Kubernetes: the uploader is scaled up and starts; without
+		 * JavaScript, the page reloads itself until it is ready. */
+		p->refresh = PREPARING_REFRESH_S;
+		emit(p, "<div class=\"card notice\"><p>Starting the uploader (%s). This page reloads by itself.</p></div>\n",
+		     al_error_message());
+	} else if (rc) {
+		json_decref(ds);
+		return fail(p, rc);
 	} else {
+		/* The widget's tus endpoint, for its script to read. */
+		emit(p, "<div class=\"upload-area\" id=\"upload-area\" data-endpoint=\"%s\">\n", endpoint);
 		if (p->f->upload_widget) {
 			struct buf w;
 			buf_init(&w, PAGE_MAX);
 			if ((rc = p->f->upload_widget(p->f->upload_widget_ud, ds, p->sess.csrf, &w))) {
 				buf_free(&w);
+				free(endpoint);
 				json_decref(ds);
 				return fail(p, rc);
 			}
@@ -1098,6 +1155,7 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 			emit(p, "<div class=\"card notice\" id=\"upload-widget\"><p>The browser upload widget will appear "
 				"here.</p></div>\n");
 		}
+		emit(p, "</div>\n");
 		emit(p, "<form class=\"card stack\" method=\"post\" action=\"/workspaces/%U/datasources/%U/uploaded\">\n"
 			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
 			"<p>When every file is uploaded, say so. The files are then fixed: they are listed, checked and "
@@ -1106,6 +1164,7 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 		     ws, name, p->sess.csrf);
 	}
 	finish(p, 200, title && *title ? title : name);
+	free(endpoint);
 	json_decref(ds);
 	return AL_OK;
 }

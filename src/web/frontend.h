@@ -71,11 +71,29 @@ struct frontend_ctx {
 	frontend_upload_widget_fn upload_widget;
 	void *upload_widget_ud;
 	const char *upload_widget_csp;     /* extra CSP directives, or NULL */
+	/* Kubernetes (airlock frontend): makes sure the datasource's uploader
+	 * runs (web/uploader_route.h). AL_OK with *endpoint (a new string, the
+	 * tus collection such as /uploads/upload-<uid>) once it is ready;
+	 * AL_ERR_UNAVAILABLE while it starts: the page says so and reloads
+	 * itself. NULL (airlock serve): the embedded uploader, always there, at
+	 * /api/v1/datasources/<name>/uploads. */
+	int (*uploader_start)(void *ud, const json_t *ds, char **endpoint);
+	void *uploader_start_ud;
 };
 
 /* The http_handler_fn of `airlock serve`: /api/..., /healthz and /readyz go
  * to api_handle (userdata->api); every other path is a page. userdata is a
  * struct frontend_ctx. */
 void frontend_handle(void *userdata, const struct http_request *req, struct http_response *resp);
+
+/* The frontend's session as a credential for routes served beside the
+ * pages (the tus routes; matches upload_embed_auth_fn): ud is the struct
+ * frontend_ctx. AL_OK with *out_user = {"username", "roles"} (new
+ * reference); AL_ERR_NOT_FOUND when the request carries no session cookie
+ * (try the bearer token); AL_ERR_UNAUTHORIZED for a session that has ended.
+ * A state change (any method but GET, HEAD, OPTIONS) must also come from our
+ * origin and carry the session's CSRF token in the header X-CSRF-Token
+ * (the upload widget reads it from the page): else AL_ERR_FORBIDDEN. */
+int frontend_session_user(void *ud, const struct http_request *req, json_t **out_user);
 
 #endif
