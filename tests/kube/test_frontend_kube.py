@@ -387,6 +387,8 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     assert w.ds(name)["status"]["stage"] == "Checking"
     assert w.ds(name)["status"]["dataState"] == "Completed"
     assert (kubelet.vol / ".uploads" / "completed.json").exists()
+    # Said again: the uploader answers the same manifest, the gates refuse.
+    assert t.complete().status_code == 409
     # Past Uploading, writes are refused by the frontend itself.
     assert t.create(1, meta=metadata(filename="late.txt")).status_code == 409
 
