@@ -49,8 +49,7 @@ static int ready_probe(void *ud)
 	return controller_synced(ud);
 }
 
-/* The first start: an admin account with a password nobody else knows. */
-static int ensure_first_admin(struct accounts *acc, const char *data_dir, int *created)
+int cli_ensure_first_admin(struct accounts *acc, const char *data_dir, int *created)
 {
 	size_t n = 0;
 	char *password = NULL, *path = NULL;
@@ -175,7 +174,7 @@ int cmd_serve(int argc, char **argv)
 	    (rc = accounts_open(&acc, db_path)) || (rc = credstore_open(&creds, db_path, key_path)) ||
 	    (rc = runtime_local_open(&rt, state_dir, cfg.staging_root, cfg.workspace_root, self_exe)) ||
 	    (cfg.dlt_command && (rc = runtime_local_set_dlt_command(rt, cfg.dlt_command))) ||
-	    (rc = ensure_first_admin(acc, cfg.data_dir, &created)))
+	    (rc = cli_ensure_first_admin(acc, cfg.data_dir, &created)))
 		goto out;
 
 	memset(&octx, 0, sizeof(octx));

@@ -7,6 +7,7 @@
 #define AL_CLI_COMMANDS_H
 
 int cmd_serve(int argc, char **argv);
+int cmd_frontend(int argc, char **argv);
 int cmd_uploader(int argc, char **argv);
 int cmd_operator(int argc, char **argv);
 int cmd_run_job(int argc, char **argv);
@@ -27,5 +28,11 @@ int cmd_approve(int argc, char **argv);
 int cmd_reject(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
+
+struct accounts;
+/* The first start of a server with local accounts (serve, frontend): when
+ * there is no account yet, makes 'admin' with a random password written to
+ * <data_dir>/initial-admin-password (0600); *created says whether it did. */
+int cli_ensure_first_admin(struct accounts *acc, const char *data_dir, int *created);
 
 #endif

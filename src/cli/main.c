@@ -20,6 +20,7 @@ struct command {
 static const struct command commands[] = {
 	{ "serve", cmd_serve, "run the embedded airlock (API, operator, runtime) in one process" },
 	{ "operator", cmd_operator, "run the reconcilers against a Kubernetes API server" },
+	{ "frontend", cmd_frontend, "the web pages and API over Kubernetes, proxying to the uploaders" },
 	{ "uploader", cmd_uploader, "serve resumable uploads (tus) for one datasource's staging volume" },
 	{ "login", cmd_login, "log in to an airlock server and remember the token" },
 	{ "logout", cmd_logout, "end the saved session" },

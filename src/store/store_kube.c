@@ -954,7 +954,35 @@ static int kube_create(struct store *base, const json_t *in, const json_t *audit
 			rc = spath ? nomem() : AL_ERR_INVALID;
 			goto out;
 		}
-		if ((rc = request(s, "PUT", spath, status_body, NULL, &with_status)) < 0) {
+		rc = request(s, "PUT", spath, status_body, NULL, &with_status);
+		/* A controller may change the new object's metadata between the
+		 * two calls (the operator adds its finalizer at once): write the
+		 * status over the fresh version, but only while nobody has written
+		 * a status of their own. */
+		for (int attempt = 0; rc == AL_ERR_CONFLICT && attempt < 5; attempt++) {
+			char *opath = obj_path(k.kind, k.ns, k.name, NULL);
+			json_t *fresh = NULL, *fs;
+			json_decref(with_status);
+			with_status = NULL;
+			if (!opath)
+				break;
+			rc = request(s, "GET", opath, NULL, NULL, &fresh);
+			free(opath);
+			fs = json_object_get(fresh, "status");
+			if (rc == AL_OK && (!fs || (json_is_object(fs) && json_object_size(fs) == 0)) &&
+			    !json_object_set_new(fresh, "status", json_deep_copy(status))) {
+				clean(fresh);
+				json_decref(created);
+				created = json_incref(fresh);
+				rc = request(s, "PUT", spath, fresh, NULL, &with_status);
+			} else if (rc == AL_OK) {
+				rc = al_error_set(AL_ERR_CONFLICT, "someone else wrote its status first");
+				json_decref(fresh);
+				break;
+			}
+			json_decref(fresh);
+		}
+		if (rc < 0) {
 			int code = rc;
 			al_error_wrap(rc, "%s %s/%s: writing its status after creating it", kind_name(k.kind), k.ns,
 				      k.name);

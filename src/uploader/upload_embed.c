@@ -96,8 +96,9 @@ static enum tus_route_result route(void *ud, const struct http_request *req, str
 	char *ds_name = NULL;
 	struct buf base;
 	enum tus_route_result res = TUS_ROUTE_ANSWERED;
-	int rc, is_requester, member, admin, may_upload;
-	const char *stage, *type, *requester, *ws;
+	int rc, may_upload;
+	struct upload_access acc;
+	const char *stage, *type, *ws;
 
 	memset(out, 0, sizeof(*out));
 	if (strncmp(p, PREFIX, strlen(PREFIX)))
@@ -138,13 +139,10 @@ static enum tus_route_result route(void *ud, const struct http_request *req, str
 		answer(resp, rc, al_error_message());
 		goto out;
 	}
-	requester = status_str(ds, "requestedBy");
-	ws = json_string_value(json_object_get(json_object_get(json_object_get(ds, "metadata"), "labels"), WORKSPACE_LABEL));
-	is_requester = requester && !strcmp(requester, json_string_value(json_object_get(user, "username")));
-	member = ws && api_user_in_workspace(e->api, user, ws);
-	admin = has_role(user, "admin");
-	may_upload = is_requester || (member && (has_role(user, "researcher") || has_role(user, "data-engineer")));
-	if (!may_upload && !member && !admin) {
+	upload_access_of(e->api, user, ds, &acc);
+	may_upload = acc.may_upload;
+	ws = acc.workspace;
+	if (!acc.visible) {
 		al_error_set(AL_ERR_NOT_FOUND, "datasource '%s' not found", ds_name);
 		answer(resp, AL_ERR_NOT_FOUND, al_error_message());
 		goto out;
@@ -185,7 +183,7 @@ static enum tus_route_result route(void *ud, const struct http_request *req, str
 		answer(resp, AL_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	out->may_complete = is_requester || admin;
+	out->may_complete = acc.may_complete;
 	out->host_ctx = user; /* the roles, for the gate event */
 	user = NULL;
 	res = TUS_ROUTE_OK;
@@ -197,9 +195,26 @@ out:
 	return res;
 }
 
-/* Fires upload-complete as the person, re-reading on a concurrent change
- * (as the API's own events do). *out gets the updated datasource. */
-static int fire_upload_complete(struct upload_embed *e, const char *name, const json_t *user, json_t **out)
+int upload_access_of(struct api_ctx *api, const json_t *user, const json_t *ds, struct upload_access *out)
+{
+	const char *requester = status_str(ds, "requestedBy");
+	const char *username = json_string_value(json_object_get(user, "username"));
+	int is_requester, member, admin;
+
+	memset(out, 0, sizeof(*out));
+	out->workspace =
+		json_string_value(json_object_get(json_object_get(json_object_get(ds, "metadata"), "labels"), WORKSPACE_LABEL));
+	is_requester = requester && username && !strcmp(requester, username);
+	member = out->workspace && api_user_in_workspace(api, user, out->workspace);
+	admin = has_role(user, "admin");
+	out->may_upload = is_requester || (member && (has_role(user, "researcher") || has_role(user, "data-engineer")));
+	out->visible = out->may_upload || member || admin;
+	out->may_complete = is_requester || admin;
+	return AL_OK;
+}
+
+/* Re-reads on a concurrent change, as the API's own events do. */
+int upload_fire_complete(struct api_ctx *api, const char *name, const json_t *user, json_t **out)
 {
 	struct gate_actor actor = { .system = 0, .name = json_string_value(json_object_get(user, "username")),
 				    .roles = json_object_get(user, "roles") };
@@ -208,11 +223,11 @@ static int fire_upload_complete(struct upload_embed *e, const char *name, const 
 	*out = NULL;
 	for (int attempt = 0; attempt < 5; attempt++) {
 		json_t *ds = NULL, *audit = NULL;
-		if ((rc = store_get(e->api->store, KIND_DS, NS, name, &ds)))
+		if ((rc = store_get(api->store, KIND_DS, NS, name, &ds)))
 			return rc;
-		rc = gates_apply(&e->api->cfg->gates, ds, GATE_EV_UPLOAD_COMPLETE, &actor, NULL, &audit);
+		rc = gates_apply(&api->cfg->gates, ds, GATE_EV_UPLOAD_COMPLETE, &actor, NULL, &audit);
 		if (!rc)
-			rc = store_update_status(e->api->store, ds, audit, out);
+			rc = store_update_status(api->store, ds, audit, out);
 		json_decref(ds);
 		json_decref(audit);
 		if (!rc)
@@ -236,7 +251,7 @@ static int completed(void *ud, struct tus_route *rt, const json_t *record, json_
 	*out_body = NULL;
 	if (!name)
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	rc = fire_upload_complete(e, name, rt->host_ctx, &ds);
+	rc = upload_fire_complete(e->api, name, rt->host_ctx, &ds);
 	free(name);
 	if (rc)
 		return rc;

@@ -78,6 +78,24 @@ struct tus *upload_embed_tus(struct upload_embed *e);
 /* Defaults for options.limits from the configuration, then the environment. */
 int upload_embed_limits(const struct airlock_config *cfg, struct tus_limits *out, int *sweep_seconds);
 
+/* Who may do what with an Uploaded datasource's uploads: the rules above,
+ * shared with the Kubernetes frontend's proxy (src/web/uploader_route.h), so
+ * both modes decide alike. `workspace` is borrowed from ds. */
+struct upload_access {
+	int visible;        /* may see it at all (else answer 404) */
+	int may_upload;     /* the requester, or a member with researcher / data-engineer */
+	int may_complete;   /* "all files uploaded": the requester or an admin */
+	const char *workspace;
+};
+/* user is {"username", "roles"} (borrowed); ds as the store returns it. */
+int upload_access_of(struct api_ctx *api, const json_t *user, const json_t *ds, struct upload_access *out);
+
+/* Fires the gates' upload-complete event on datasource `name` as `user`
+ * ({"username", "roles"}, borrowed), which moves it from Uploading to
+ * Checking; *out gets the updated datasource (new reference). Errors as
+ * gates_apply and the store give them (AL_ERR_CONFLICT at another stage). */
+int upload_fire_complete(struct api_ctx *api, const char *name, const json_t *user, json_t **out);
+
 /* The api_ctx.seal_uploads hook: ud is the struct upload_embed. */
 int upload_embed_seal(void *ud, const json_t *ds, const char *username);
 

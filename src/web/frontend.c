@@ -1246,9 +1246,27 @@ static int create_uploaded(struct page *p, const char *ws)
 
 /* ---- pages: upload --------------------------------------------------------- */
 
+/* Where the upload widget sends tus requests: the embedded uploader's
+ * routes, or (Kubernetes) the proxied uploader once it runs. */
+static int uploader_endpoint(struct page *p, const json_t *ds, const char *name, char **out)
+{
+	struct buf b;
+	*out = NULL;
+	if (p->f->uploader_start)
+		return p->f->uploader_start(p->f->uploader_start_ud, ds, out);
+	buf_init(&b, 4096);
+	if (buf_appendf(&b, "/api/v1/datasources/%s/uploads", name)) {
+		buf_free(&b);
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	*out = buf_detach(&b);
+	return *out ? AL_OK : al_error_set(AL_ERR_NOMEM, "out of memory");
+}
+
 static int upload_page(struct page *p, const char *ws, const char *name)
 {
 	json_t *ds = NULL;
+	char *endpoint = NULL;
 	const char *title, *stage, *requester;
 	int rc, mine;
 
@@ -1274,12 +1292,24 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 	} else if (!mine) {
 		emit(p, "<div class=\"card notice\"><p>Only %s, who created this datasource, can upload to it.</p></div>\n",
 		     requester ? requester : "its requester");
+	} else if ((rc = uploader_endpoint(p, ds, name, &endpoint)) == AL_ERR_UNAVAILABLE) {
+		/* Kubernetes: the uploader is scaled up and starts; without
+		 * JavaScript, the page reloads itself until it is ready. */
+		p->refresh = PREPARING_REFRESH_S;
+		emit(p, "<div class=\"card notice\"><p>Starting the uploader (%s). This page reloads by itself.</p></div>\n",
+		     al_error_message());
+	} else if (rc) {
+		json_decref(ds);
+		return fail(p, rc);
 	} else {
+		/* The widget's tus endpoint, for its script to read. */
+		emit(p, "<div class=\"upload-area\" id=\"upload-area\" data-endpoint=\"%s\">\n", endpoint);
 		if (p->f->upload_widget) {
 			struct buf w;
 			buf_init(&w, PAGE_MAX);
 			if ((rc = p->f->upload_widget(p->f->upload_widget_ud, ds, p->sess.csrf, &w))) {
 				buf_free(&w);
+				free(endpoint);
 				json_decref(ds);
 				return fail(p, rc);
 			}
@@ -1290,6 +1320,7 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 			emit(p, "<div class=\"card notice\" id=\"upload-widget\"><p>The browser upload widget will appear "
 				"here.</p></div>\n");
 		}
+		emit(p, "</div>\n");
 		emit(p, "<form class=\"card stack\" method=\"post\" action=\"/workspaces/%U/datasources/%U/uploaded\">\n"
 			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
 			"<p>When every file is uploaded, say so. The files are then fixed: they are listed, checked and "
@@ -1299,6 +1330,7 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 		     ws, name, p->sess.csrf);
 	}
 	finish(p, 200, title && *title ? title : name);
+	free(endpoint);
 	json_decref(ds);
 	return AL_OK;
 }
@@ -1672,4 +1704,14 @@ int frontend_session_user(struct frontend_ctx *f, const struct http_request *req
 	json_decref(p.user);
 	session_free(&p.sess);
 	return rc;
+}
+
+int frontend_same_origin(struct frontend_ctx *f, const struct http_request *req)
+{
+	struct page p;
+
+	memset(&p, 0, sizeof(p));
+	p.f = f;
+	p.req = req;
+	return same_origin(&p);
 }

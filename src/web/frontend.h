@@ -76,6 +76,14 @@ struct frontend_ctx {
 	frontend_upload_widget_fn upload_widget;
 	void *upload_widget_ud;
 	const char *upload_widget_csp;     /* extra CSP directives, or NULL */
+	/* Kubernetes (airlock frontend): makes sure the datasource's uploader
+	 * runs (web/uploader_route.h). AL_OK with *endpoint (a new string, the
+	 * tus collection such as /uploads/upload-<uid>) once it is ready;
+	 * AL_ERR_UNAVAILABLE while it starts: the page says so and reloads
+	 * itself. NULL (airlock serve): the embedded uploader, always there, at
+	 * /api/v1/datasources/<name>/uploads. */
+	int (*uploader_start)(void *ud, const json_t *ds, char **endpoint);
+	void *uploader_start_ud;
 };
 
 /* The http_handler_fn of `airlock serve`: /api/..., /healthz and /readyz go
@@ -91,5 +99,10 @@ void frontend_handle(void *userdata, const struct http_request *req, struct http
  * uploader's (web/upload_auth.h). */
 int frontend_session_user(struct frontend_ctx *f, const struct http_request *req, json_t **out_user,
 			  char csrf[SESSION_CSRF_LEN + 1]);
+
+/* 1 when the request comes from this airlock's own origin as the forms'
+ * CSRF check sees it (Origin, else Referer, against web.externalUrl or the
+ * Host; neither header: 1, the CSRF token then decides); 0 otherwise. */
+int frontend_same_origin(struct frontend_ctx *f, const struct http_request *req);
 
 #endif

@@ -32,6 +32,12 @@ int upload_auth_session(void *ud, const struct http_request *req, json_t **out_u
 		return al_error_set(AL_ERR_NOT_FOUND, "a bearer token, not a session");
 	if ((rc = frontend_session_user(f, req, &user, csrf)))
 		return rc;
+	if (changes_state(req) && !frontend_same_origin(f, req)) {
+		sodium_memzero(csrf, sizeof(csrf));
+		json_decref(user);
+		return al_error_set(AL_ERR_FORBIDDEN, "this request came from another site (Origin): uploads are "
+						      "sent from the airlock's own upload page");
+	}
 	if (changes_state(req) && !token_matches(csrf, http_request_header(req, UPLOAD_AUTH_CSRF_HEADER))) {
 		sodium_memzero(csrf, sizeof(csrf));
 		json_decref(user);

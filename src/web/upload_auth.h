@@ -15,7 +15,9 @@
  *    the session's CSRF token in the X-CSRF-Token header, compared in
  *    constant time; else AL_ERR_FORBIDDEN (403) and the request does
  *    nothing. A cross-site page cannot read the token, and cannot send the
- *    header without a CORS preflight, which is never granted.
+ *    header without a CORS preflight, which is never granted. Such a
+ *    request must also come from our own origin as the forms' check sees it
+ *    (frontend_same_origin: Origin, else Referer), else 403 too.
  *  - Neither the cookie nor the token is ever logged or put in a message.
  *
  * Ownership: ud is the struct frontend_ctx of the server, borrowed.
