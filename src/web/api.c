@@ -593,31 +593,6 @@ static char *binding_name(const char *ds)
 }
 
 
-/* The Kubernetes store has no transactions: the datasource is created
- * first, and the operator, seeing it, may make the same binding before our
- * second call does. That binding (same workspace, same datasource) is the
- * one we meant: the create succeeded. *out gets the datasource. */
-static int ds_bound_by_another(struct call *c, const char *ds_name, const char *bname, const char *ws, json_t **out)
-{
-	json_t *b = NULL, *ds = NULL;
-	int ok = 0;
-	if (!ds_name || !bname || store_get(c->api->store, KIND_DSB, NS, bname, &b) ||
-	    store_get(c->api->store, KIND_DS, NS, ds_name, &ds))
-		goto out;
-	ok = spec_str(b, "workspace") && !strcmp(spec_str(b, "workspace"), ws) && spec_str(b, "datasource") &&
-	     !strcmp(spec_str(b, "datasource"), ds_name);
-	if (ok) {
-		json_decref(*out);
-		*out = ds;
-		ds = NULL;
-		al_error_clear();
-	}
-out:
-	json_decref(b);
-	json_decref(ds);
-	return ok;
-}
-
 static int create_datasource(struct call *c)
 {
 	json_t *obj = NULL, *md, *labels, *audit = NULL, *out = NULL, *binding = NULL, *ws = NULL, *bout = NULL;
@@ -718,8 +693,6 @@ static int create_datasource(struct call *c)
 		json_decref(ba);
 		out = outs[0];
 		bout = outs[1];
-		if (rc == AL_ERR_EXISTS && ds_bound_by_another(c, md_str(obj, "name"), bname, ws_name, &out))
-			rc = AL_OK;
 		if (rc)
 			goto out;
 	}
