@@ -13,9 +13,13 @@ await scenario(async (run) => {
   const res = await run.person('researcher');
 
   // Nothing of the hostile text may become an element or run: no script
-  // element at all, no element the markup asked for, and the text shown as is.
+  // element but the upload widget's own two files (upload page only), no
+  // element the markup asked for, and the text shown as is.
+  const WIDGET_SCRIPTS = ['/static/tus.min.js', '/static/upload.js'];
   const inert = async (p, where) => {
-    check(await p.evaluate(() => document.scripts.length) === 0, `${where}: the page has a <script> element`);
+    const scripts = await p.evaluate(() => Array.from(document.scripts, (s) => s.getAttribute('src') || '(inline)'));
+    const allowed = where === 'upload page' ? WIDGET_SCRIPTS : [];
+    check(scripts.every((s) => allowed.includes(s)), `${where}: the page has a <script> element: ${scripts.join(', ')}`);
     check(await p.locator('img, iframe, svg').count() === 0, `${where}: the markup made an element`);
     check(await p.evaluate(() => window.__airlockPwned === undefined), `${where}: the injected script ran`);
     check((await p.locator('main').innerText()).includes(P.hostile), `${where}: the display name is not shown as text`);
