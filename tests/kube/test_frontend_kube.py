@@ -10,9 +10,10 @@ Deployment's status to readyReplicas=1. The frontend reaches it through
 AIRLOCK_UPLOADER_URL_TEMPLATE pointed at 127.0.0.1.
 
 People log in with the frontend's local accounts (bearer tokens from
-/api/v1/login, and the login form for a session). The API keeps its
-datasources in the namespace "default", so this module has an API server of
-its own and runs everything there.
+/api/v1/login, and the login form for a session). Everything runs in the
+namespace NS, not "default": the frontend is given it by AIRLOCK_NAMESPACE
+(as the chart does), and its API must keep the custom resources there and
+nowhere else. The module has an API server of its own.
 """
 from __future__ import annotations
 
@@ -36,10 +37,16 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from tus_client import Tus, metadata  # noqa: E402
 
-NS = "default"
+NS = "airlock-fe"
 WS = "ws-kube"
 SECRET = "frontend-to-uploader-shared-secret-0123"
+# The operator's idle scale-down input (src/runtime/uploader_scale.h): the
+# frontend writes SCALED_UP_AT when it wakes an uploader, ACTIVITY while it
+# proxies to a running one.
 ACTIVITY = "xlscsde.nhs.uk/last-activity"
+SCALED_UP_AT = "xlscsde.nhs.uk/scaled-up-at"
+RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+CR_GROUP = "/apis/xlscsde.nhs.uk/v1"
 
 
 def airlock_bin() -> Path:
@@ -154,10 +161,13 @@ class World:
                              root / "operator.log",
                              clean_env(AIRLOCK_STAGING_STORAGE_CLASS="airlock-staging", AIRLOCK_LOG_FORMAT="json"),
                              r"metrics listening on port (\d+)")
-        self.frontend = Proc([str(binary), "frontend", "--kubeconfig", admin_kcfg, "--namespace", NS,
+        # The namespace from the environment, as the chart gives it (the
+        # admin kubeconfig's own namespace is "default").
+        self.frontend = Proc([str(binary), "frontend", "--kubeconfig", admin_kcfg,
                               "--data-dir", str(root / "fe"), "--listen", "127.0.0.1:0"],
                              root / "frontend.log",
-                             clean_env(AIRLOCK_UPLOADER_PROXY_SECRET_FILE=str(root / "secret"),
+                             clean_env(AIRLOCK_NAMESPACE=NS,
+                                       AIRLOCK_UPLOADER_PROXY_SECRET_FILE=str(root / "secret"),
                                        AIRLOCK_UPLOADER_URL_TEMPLATE=f"http://127.0.0.1:{self.uploader_port}"),
                              r"running at (http://\S+?)/\n")
         self.url = self.frontend.match.group(1)
@@ -227,6 +237,7 @@ def world(kube_bin, tmp_path_factory):
     w = None
     try:
         kube.apply_crds(REPO / "deploy" / "crds")
+        kube.kubectl("create", "namespace", NS)
         w = World(kube, binary, tmp_path_factory.mktemp("frontend-kube"))
         w.login("admin")
         w.cli("workspace", "create", WS)
@@ -259,6 +270,7 @@ def test_frontend_scales_proxies_and_completes(world):
     ds = wait_for("stage Uploading", lambda: (d := w.ds(name)) and d.get("status", {}).get("stage") == "Uploading" and d)
     dep_name = f"upload-{ds['metadata']['uid']}"
     assert w.deployment(dep_name)["spec"]["replicas"] == 0
+    _in_namespace(w, name)
     kubelet = Kubelet(w.kube, w.binary, dep_name, w.root / "kubelet", w.uploader_port)
     (w.root / "kubelet").mkdir(exist_ok=True)
     (w.root / "kubelet" / "secret").write_text(SECRET + "\n")
@@ -269,6 +281,24 @@ def test_frontend_scales_proxies_and_completes(world):
         kubelet.quit.set()
         if kubelet.uploader:
             kubelet.uploader.stop()
+
+
+def _in_namespace(w: World, name: str):
+    """The API's objects are in NS, and nothing of the airlock's in "default"."""
+    for res in ("analyticsworkspacedatasources", "analyticsworkspaces", "analyticsworkspacebindings",
+                "analyticsworkspacedatabindings", "airlockauditrecords"):
+        status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/default/{res}")
+        assert status == 200 and json.loads(body)["items"] == [], (res, body)
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspacedatasources/{name}")
+    assert status == 200, body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspaces/{WS}")
+    assert status == 200, body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspacedatabindings")
+    assert status == 200 and name in [b["spec"]["datasource"] for b in json.loads(body)["items"]], body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspacebindings")
+    assert status == 200 and "res" in {b["spec"]["username"] for b in json.loads(body)["items"]}, body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/airlockauditrecords")
+    assert status == 200 and json.loads(body)["items"], "the audit records belong in the frontend's namespace"
 
 
 def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
@@ -282,8 +312,11 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     # (The kubelet reports ready only after this page scaled it up.)
     assert "Starting the uploader" in page.text and 'http-equiv="refresh"' in page.text
     assert "<script" not in page.text
-    assert w.deployment(dep_name)["spec"]["replicas"] == 1
-    assert ACTIVITY in w.deployment(dep_name)["metadata"].get("annotations", {})
+    # The wake is uploader_wake's merge patch: replicas 1 and scaled-up-at,
+    # which starts the operator's idle clock (uploader_decide).
+    woken = w.deployment(dep_name)
+    assert woken["spec"]["replicas"] == 1
+    assert re.fullmatch(RFC3339, woken["metadata"]["annotations"][SCALED_UP_AT])
     assert kubelet.started.wait(30), "the uploader was not started"
     page = wait_for("the upload page", lambda: (p := browser.get(w.url + page_path, timeout=30))
                     and "Starting the uploader" not in p.text and p)
@@ -357,9 +390,12 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     assert r.status_code == 204, r.text
     assert (kubelet.vol / "s.txt").read_bytes() == b"ok"
 
-    # 5. Activity is recorded on the Deployment (RFC 3339, UTC).
-    stamp = w.deployment(dep_name)["metadata"]["annotations"][ACTIVITY]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp), stamp
+    # 5. Activity is recorded on the Deployment (RFC 3339, UTC), beside the
+    # wake's scaled-up-at: the operator keeps it up by the later of the two.
+    anns = w.deployment(dep_name)["metadata"]["annotations"]
+    assert re.fullmatch(RFC3339, anns[ACTIVITY]), anns
+    assert re.fullmatch(RFC3339, anns[SCALED_UP_AT]), anns
+    assert anns[ACTIVITY] >= anns[SCALED_UP_AT], anns
 
     # 6. Nobody reaches the uploader around the frontend; no one else
     # reaches it through the frontend.
