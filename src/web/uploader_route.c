@@ -254,6 +254,7 @@ struct proxy {
 	char *ds_name;
 	json_t *user;
 	int complete;   /* POST <base>/complete */
+	int uploading;  /* its datasource is at stage Uploading */
 	int head;
 	/* body handoff between the connection thread (on_data) and curl's */
 	pthread_t thread;
@@ -536,6 +537,14 @@ static void answer_unreachable(struct proxy *p, struct http_response *resp)
 {
 	int ready = 0;
 	char ra[16];
+	/* Past Uploading the operator keeps the uploader at 0 (uploader_decide:
+	 * sealed): waking it would only be undone, and a retry cannot help. */
+	if (!p->uploading) {
+		al_error_set(AL_ERR_CONFLICT, "datasource '%s' no longer takes uploads, and its uploader has stopped",
+			     p->ds_name);
+		http_response_error(resp, AL_ERR_CONFLICT, al_error_message());
+		return;
+	}
 	/* Scaled down while idle, or its pod restarting: start it again, and
 	 * let the client retry (tus clients retry a 503 by themselves). */
 	if (wake_by_name(p->r, p->name, &ready))
@@ -668,6 +677,7 @@ static int admit(struct proxy *p, const struct http_request *req, const char *me
 	}
 	p->complete = !strcmp(method, "POST") && !strcmp(rest, "/complete");
 	stage = gates_stage(ds);
+	p->uploading = !strcmp(stage, STAGE_UPLOADING);
 	if (p->complete && !acc.may_complete) {
 		rc = al_error_set(AL_ERR_FORBIDDEN, "'all files uploaded' is for the requester of '%s' (or an admin)",
 				  p->ds_name);

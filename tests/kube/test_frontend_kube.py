@@ -138,6 +138,11 @@ class Kubelet(threading.Thread):
             time.sleep(0.2)
         else:
             return
+        self.start_pod()
+        self.started.set()
+
+    def start_pod(self):
+        """The uploader process, then readyReplicas 1, as a kubelet would."""
         self.uploader = Proc([str(self.binary), "uploader", "--dir", str(self.vol), "--listen",
                               f"127.0.0.1:{self.port}", "--base-path", f"/uploads/{self.name}",
                               "--proxy-secret-file", str(self.root / "secret"), "--name", self.name],
@@ -146,7 +151,6 @@ class Kubelet(threading.Thread):
                                      {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
                                      content_type="application/merge-patch+json")
         assert status == 200, body
-        self.started.set()
 
 
 class World:
@@ -412,7 +416,28 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
                      headers={"Authorization": "Bearer " + w.tokens["res"], "Tus-Resumable": "1.0.0"}, timeout=10)
     assert r.status_code == 404, r.text
 
-    # 7. "All files uploaded": the uploader seals, the frontend fires
+    # 7. A stopped uploader (scaled down while idle): 503 with a message a
+    # person can act on, and the frontend wakes it again (uploader_wake).
+    kubelet.uploader.stop()
+    status, out = w.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{dep_name}",
+                             {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
+    assert status == 200, out
+    r = t.head(loc)
+    assert r.status_code == 503, r.text
+    assert r.headers.get("Retry-After") == "5"
+    r = t.request("GET", endpoint)
+    assert r.status_code == 503 and "try again" in r.json()["error"]["message"].lower(), r.text
+    woken = w.deployment(dep_name)
+    assert woken["spec"]["replicas"] == 1 and re.fullmatch(RFC3339, woken["metadata"]["annotations"][SCALED_UP_AT])
+    # Still Uploading and just woken: the operator leaves it up.
+    time.sleep(1)
+    assert w.deployment(dep_name)["spec"]["replicas"] == 1
+    w.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{dep_name}/status",
+               {"status": {"readyReplicas": 0, "availableReplicas": 0}}, content_type="application/merge-patch+json")
+    kubelet.start_pod()
+    assert t.head(loc).status_code == 200
+
+    # 8. "All files uploaded": the uploader seals, the frontend fires
     # upload-complete as the person, and the datasource moves on.
     r = t.complete()
     assert r.status_code == 200, r.text
@@ -428,18 +453,14 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     # Past Uploading, writes are refused by the frontend itself.
     assert t.create(1, meta=metadata(filename="late.txt")).status_code == 409
 
-    # 8. A stopped uploader: 503 with a message a person can act on, and the
-    # frontend starts it again (replicas back to 1).
+    # Sealed: the operator keeps the uploader at 0, so the frontend does not
+    # wake it again; a request says the uploads are closed.
+    wait_for("the sealed uploader scaled to 0", lambda: w.deployment(dep_name)["spec"]["replicas"] == 0)
     kubelet.uploader.stop()
-    status, out = w.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{dep_name}",
-                             {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
-    assert status == 200, out
-    r = t.head(loc)
-    assert r.status_code == 503, r.text
-    assert r.headers.get("Retry-After") == "5"
+    assert t.head(loc).status_code == 409
     r = t.request("GET", endpoint)
-    assert r.status_code == 503 and "try again" in r.json()["error"]["message"].lower(), r.text
-    assert w.deployment(dep_name)["spec"]["replicas"] == 1
+    assert r.status_code == 409 and "no longer takes uploads" in r.json()["error"]["message"], r.text
+    assert w.deployment(dep_name)["spec"]["replicas"] == 0
 
     # The secret never reaches a log.
     for text in (w.frontend.text(), w.operator.text(), kubelet.uploader.text()):
