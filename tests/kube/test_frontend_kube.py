@@ -146,7 +146,9 @@ class Kubelet(threading.Thread):
         self.uploader = Proc([str(self.binary), "uploader", "--dir", str(self.vol), "--listen",
                               f"127.0.0.1:{self.port}", "--base-path", f"/uploads/{self.name}",
                               "--proxy-secret-file", str(self.root / "secret"), "--name", self.name],
-                             self.root / "uploader.log", clean_env(), r"running at http://")
+                             # A log per start: Proc waits for the line in its own log.
+                             self.root / f"uploader-{len(list(self.root.glob('uploader-*.log')))}.log",
+                             clean_env(), r"running at http://")
         status, body = self.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{self.name}/status",
                                      {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
                                      content_type="application/merge-patch+json")
@@ -463,5 +465,5 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     assert w.deployment(dep_name)["spec"]["replicas"] == 0
 
     # The secret never reaches a log.
-    for text in (w.frontend.text(), w.operator.text(), kubelet.uploader.text()):
+    for text in [w.frontend.text(), w.operator.text()] + [p.read_text() for p in kubelet.root.glob("uploader-*.log")]:
         assert SECRET not in text
