@@ -37,15 +37,18 @@
 static void frontend_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: airlock frontend [--kubeconfig FILE] [--namespace NS] [--config FILE] [--data-dir DIR]\n"
-		"                        [--listen HOST:PORT] [--log-format json|text]\n\n"
+		"usage: airlock frontend [--kubeconfig FILE] [--namespace NS] [--watch-namespace NS] [--config FILE]\n"
+		"                        [--data-dir DIR] [--listen HOST:PORT] [--log-format json|text]\n\n"
 		"Serves the airlock's web pages and /api/v1 over the Kubernetes API server (the custom\n"
 		"resources), and proxies each datasource's uploads to its uploader Deployment, which it\n"
 		"scales up when a person opens the upload page (docs/frontend.md, \"Kubernetes\").\n\n"
 		"  --kubeconfig FILE  kubeconfig to use (default $KUBECONFIG, ~/.kube/config, then the\n"
 		"                     in-cluster service account)\n"
-		"  --namespace NS     where the uploaders run and the audit records live (default\n"
-		"                     $AIRLOCK_NAMESPACE, else the kubeconfig's namespace)\n"
+		"  --namespace NS     where the uploaders run, the audit records live and, unless\n"
+		"                     --watch-namespace says otherwise, the datasources are (default\n"
+		"                     $AIRLOCK_NAMESPACE, else the kubeconfig's namespace: in a pod, its own)\n"
+		"  --watch-namespace NS  where the datasources, bindings and workspaces are (default\n"
+		"                     $AIRLOCK_WATCH_NAMESPACE; unset or empty = --namespace)\n"
 		"  --config FILE      settings in YAML (docs/configuration.md: web, tokens, oidc, gates)\n"
 		"  --data-dir DIR     local accounts and web sessions (airlock.db; default ./var)\n"
 		"  --listen ADDR      address to serve on (default 127.0.0.1:8080; port 0 picks a free one)\n"
@@ -63,6 +66,7 @@ int cmd_frontend(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, 'k' },
 		{ "namespace", required_argument, NULL, 'n' },
+		{ "watch-namespace", required_argument, NULL, 'W' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "data-dir", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -70,7 +74,7 @@ int cmd_frontend(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *kubeconfig = NULL, *ns_flag = NULL, *config_path = NULL, *data_dir = NULL, *listen = NULL;
+	const char *kubeconfig = NULL, *ns_flag = NULL, *watch_flag = NULL, *cr_ns, *config_path = NULL, *data_dir = NULL, *listen = NULL;
 	const char *log_format = getenv("AIRLOCK_LOG_FORMAT"), *ns;
 	struct airlock_config cfg;
 	struct kube_config kcfg;
@@ -92,6 +96,7 @@ int cmd_frontend(int argc, char **argv)
 		switch (opt) {
 		case 'k': kubeconfig = optarg; break;
 		case 'n': ns_flag = optarg; break;
+		case 'W': watch_flag = optarg; break;
 		case 'c': config_path = optarg; break;
 		case 'd': data_dir = optarg; break;
 		case 'l': listen = optarg; break;
@@ -137,6 +142,16 @@ int cmd_frontend(int argc, char **argv)
 		rc = al_error_set(AL_ERR_INVALID, "the namespace \"%s\" is not a valid namespace name", ns ? ns : "");
 		goto out;
 	}
+	/* The custom resources: as the operator's --watch-namespace, except
+	 * that "every namespace" (empty) means --namespace here: the API keeps
+	 * its objects in one namespace (api_namespace). */
+	cr_ns = watch_flag ? watch_flag : getenv("AIRLOCK_WATCH_NAMESPACE");
+	if (!cr_ns || !*cr_ns)
+		cr_ns = ns;
+	if (!resource_is_dns_label(cr_ns)) {
+		rc = al_error_set(AL_ERR_INVALID, "the watch namespace \"%s\" is not a valid namespace name", cr_ns);
+		goto out;
+	}
 
 	/* Local accounts and the sessions live in the data directory: private. */
 	if (!(db_path = util_path_join(cfg.data_dir, "airlock.db"))) {
@@ -157,6 +172,7 @@ int cmd_frontend(int argc, char **argv)
 	 * (docs/operator.md): the API's /secrets routes answer 503 here. */
 	actx.creds = NULL;
 	actx.cfg = &cfg;
+	actx.namespace = cr_ns;
 	if (cfg.oidc.issuer) {
 		/* As in airlock serve (docs/oidc.md): a provider that is down now is
 		 * not fatal, keys are fetched again on the first token. */
@@ -192,8 +208,8 @@ int cmd_frontend(int argc, char **argv)
 		const char *host = cfg.listen_address;
 		int v6 = strchr(host, ':') != NULL;
 		unsigned short port = http_server_port(srv);
-		log_info("airlock frontend %s: API server %s, uploaders in %s, serving on %s%s%s:%u", AIRLOCK_VERSION,
-			 kcfg.server ? kcfg.server : "?", ns, v6 ? "[" : "", host, v6 ? "]" : "", port);
+		log_info("airlock frontend %s: API server %s, datasources in %s, uploaders in %s, serving on %s%s%s:%u",
+			 AIRLOCK_VERSION, kcfg.server ? kcfg.server : "?", cr_ns, ns, v6 ? "[" : "", host, v6 ? "]" : "", port);
 		printf("Airlock frontend is running at http://%s%s%s:%u/\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
 		if (created)
 			printf("First start: an account 'admin' was created. Its password is in %s/initial-admin-password\n",

@@ -174,19 +174,24 @@ int uploader_scale_down(struct kube_client *kc, const char *ns, const char *name
 					  "replicas", 0));
 }
 
+int uploader_is_ready(const json_t *deployment)
+{
+	const json_t *st = json_object_get(deployment, "status");
+	/* readyReplicas alone can lag a scale-down: spec.replicas must still
+	 * ask for a pod too. */
+	return uploader_replicas(deployment) >= 1 && json_integer_value(json_object_get(st, "readyReplicas")) >= 1 &&
+	       json_integer_value(json_object_get(st, "availableReplicas")) >= 1;
+}
+
 int uploader_ready(struct kube_client *kc, const char *ns, const char *name, int *out_ready)
 {
-	json_t *dep = NULL, *st;
+	json_t *dep = NULL;
 	int rc;
 
 	*out_ready = 0;
 	if ((rc = uploader_get(kc, ns, name, &dep)))
 		return rc;
-	st = json_object_get(dep, "status");
-	/* readyReplicas alone can lag a scale-down: spec.replicas must still
-	 * ask for a pod too. */
-	*out_ready = uploader_replicas(dep) >= 1 && json_integer_value(json_object_get(st, "readyReplicas")) >= 1 &&
-		     json_integer_value(json_object_get(st, "availableReplicas")) >= 1;
+	*out_ready = uploader_is_ready(dep);
 	json_decref(dep);
 	return AL_OK;
 }

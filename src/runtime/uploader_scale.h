@@ -93,10 +93,15 @@ int uploader_get(struct kube_client *kc, const char *ns, const char *name, json_
  * when there is no such Deployment. Needs `patch` on deployments. */
 int uploader_wake(struct kube_client *kc, const char *ns, const char *name, int64_t now);
 
-/* Whether the uploader can take requests: *out_ready = 1 when spec.replicas
- * >= 1 and status.readyReplicas >= 1 and status.availableReplicas >= 1,
- * else 0 (scaled to 0, starting, or its pod not ready). AL_ERR_NOT_FOUND
- * when there is no such Deployment. Needs `get` on deployments. */
+/* 1 when the Deployment (the whole object) can take requests: spec.replicas
+ * >= 1 and status.readyReplicas >= 1 and status.availableReplicas >= 1;
+ * else 0 (scaled to 0, starting, or its pod not ready). A pure function,
+ * for a caller that has read the Deployment anyway (uploader_get). */
+int uploader_is_ready(const json_t *deployment);
+
+/* Whether the uploader can take requests: *out_ready = uploader_is_ready of
+ * a fresh read. AL_ERR_NOT_FOUND when there is no such Deployment. Needs
+ * `get` on deployments. */
 int uploader_ready(struct kube_client *kc, const char *ns, const char *name, int *out_ready);
 
 /* Records activity: a merge patch of last-activity = `now`, nothing else

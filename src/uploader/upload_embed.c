@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 
 #define KIND_DS "AnalyticsWorkspaceDataSource"
-#define NS "default"
 #define WORKSPACE_LABEL "xlscsde.nhs.uk/workspace"
 #define PREFIX "/api/v1/datasources/"
 #define SUFFIX "/uploads"
@@ -132,7 +131,7 @@ static enum tus_route_result route(void *ud, const struct http_request *req, str
 		answer(resp, rc, al_error_message());
 		goto out;
 	}
-	rc = store_get(e->api->store, KIND_DS, NS, ds_name, &ds);
+	rc = store_get(e->api->store, KIND_DS, api_namespace(e->api), ds_name, &ds);
 	if (rc) {
 		if (rc == AL_ERR_NOT_FOUND)
 			al_error_set(AL_ERR_NOT_FOUND, "datasource '%s' not found", ds_name);
@@ -223,7 +222,7 @@ int upload_fire_complete(struct api_ctx *api, const char *name, const json_t *us
 	*out = NULL;
 	for (int attempt = 0; attempt < 5; attempt++) {
 		json_t *ds = NULL, *audit = NULL;
-		if ((rc = store_get(api->store, KIND_DS, NS, name, &ds)))
+		if ((rc = store_get(api->store, KIND_DS, api_namespace(api), name, &ds)))
 			return rc;
 		rc = gates_apply(&api->cfg->gates, ds, GATE_EV_UPLOAD_COMPLETE, &actor, NULL, &audit);
 		if (!rc)

@@ -21,7 +21,6 @@
 #define WORKSPACE_LABEL "xlscsde.nhs.uk/workspace"
 #define TYPE_LABEL "xlscsde.nhs.uk/type"
 #define USERNAME_LABEL "xlscsde.nhs.uk/username"
-#define NS "default"
 #define MAX_SEGMENTS 8
 
 /* One request being served. */
@@ -142,7 +141,7 @@ static int my_workspaces(struct call *c, json_t **out)
 		buf_free(&sel);
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
 	}
-	rc = store_list(c->api->store, KIND_WSB, NULL, sel.len ? sel.ptr : NULL, &items, NULL);
+	rc = store_list(c->api->store, KIND_WSB, api_namespace(c->api), sel.len ? sel.ptr : NULL, &items, NULL);
 	buf_free(&sel);
 	if (rc) {
 		json_decref(names);
@@ -221,7 +220,7 @@ static int ds_visible(struct call *c, const json_t *ds)
 
 static int get_visible_ds(struct call *c, const char *name, json_t **out)
 {
-	int rc = store_get(c->api->store, KIND_DS, NS, name, out);
+	int rc = store_get(c->api->store, KIND_DS, api_namespace(c->api), name, out);
 	if (rc == AL_ERR_NOT_FOUND || (!rc && !ds_visible(c, *out))) {
 		if (!rc) {
 			json_decref(*out);
@@ -269,9 +268,9 @@ static int parse_resource(struct call *c, const char *kind, json_t **out)
 	}
 	md = json_object_get(obj, "metadata");
 	if (json_is_object(md) && !json_object_get(md, "namespace"))
-		json_object_set_new(md, "namespace", json_string(NS));
-	if (json_is_object(md) && strcmp(json_string_value(json_object_get(md, "namespace")) ? json_string_value(json_object_get(md, "namespace")) : "", NS)) {
-		rc = al_error_set(AL_ERR_INVALID, "metadata.namespace: the embedded airlock has one namespace, '%s'", NS);
+		json_object_set_new(md, "namespace", json_string(api_namespace(c->api)));
+	if (json_is_object(md) && strcmp(json_string_value(json_object_get(md, "namespace")) ? json_string_value(json_object_get(md, "namespace")) : "", api_namespace(c->api))) {
+		rc = al_error_set(AL_ERR_INVALID, "metadata.namespace: this airlock keeps its objects in the namespace '%s'", api_namespace(c->api));
 		goto fail;
 	}
 	if ((rc = resource_validate(obj)))
@@ -287,7 +286,7 @@ fail:
 static json_t *user_audit(struct call *c, const char *action, const json_t *obj, const char *reason)
 {
 	json_t *ref = json_pack("{s:s, s:s, s:s, s:s?}", "kind", json_string_value(json_object_get(obj, "kind")) ? json_string_value(json_object_get(obj, "kind")) : "",
-				"namespace", md_str(obj, "namespace") ? md_str(obj, "namespace") : NS, "name",
+				"namespace", md_str(obj, "namespace") ? md_str(obj, "namespace") : api_namespace(c->api), "name",
 				md_str(obj, "name") ? md_str(obj, "name") : "", "uid", md_str(obj, "uid"));
 	json_t *a = audit_entry_new("user", c->username, action, ref, NULL, NULL, NULL, NULL, NULL, reason);
 	json_decref(ref);
@@ -486,7 +485,7 @@ static int route_admin_kind(struct call *c, const char *kind)
 	if (c->nseg == 3 && !strcmp(m, "GET")) {
 		size_t i;
 		json_t *it;
-		if ((rc = store_list(c->api->store, kind, NS, http_request_query(c->req, "labelSelector"), &items, NULL)))
+		if ((rc = store_list(c->api->store, kind, api_namespace(c->api), http_request_query(c->req, "labelSelector"), &items, NULL)))
 			return reply_error(c, rc);
 		vis = json_array();
 		json_array_foreach(items, i, it)
@@ -496,7 +495,7 @@ static int route_admin_kind(struct call *c, const char *kind)
 		return reply_json(c, 200, list_body(vis));
 	}
 	if (c->nseg == 4 && !strcmp(m, "GET")) {
-		rc = store_get(c->api->store, kind, NS, c->seg[3], &out);
+		rc = store_get(c->api->store, kind, api_namespace(c->api), c->seg[3], &out);
 		if (rc == AL_ERR_NOT_FOUND || (!rc && !ws_visible(c, out, kind))) {
 			json_decref(out);
 			return reply_error(c, al_error_set(AL_ERR_NOT_FOUND, "%s '%s' not found", kind, c->seg[3]));
@@ -519,7 +518,7 @@ static int route_admin_kind(struct call *c, const char *kind)
 		}
 		if (!strcmp(kind, KIND_WSB)) {
 			json_t *ws = NULL;
-			rc = store_get(c->api->store, KIND_WS, NS, spec_str(obj, "workspace"), &ws);
+			rc = store_get(c->api->store, KIND_WS, api_namespace(c->api), spec_str(obj, "workspace"), &ws);
 			json_decref(ws);
 			if (rc == AL_ERR_NOT_FOUND)
 				rc = al_error_set(AL_ERR_INVALID, "spec.workspace: workspace '%s' does not exist",
@@ -565,10 +564,10 @@ static int route_admin_kind(struct call *c, const char *kind)
 		return reply_json(c, create ? 201 : 200, out);
 	}
 	if (c->nseg == 4 && !strcmp(m, "DELETE")) {
-		rc = store_get(c->api->store, kind, NS, c->seg[3], &obj);
+		rc = store_get(c->api->store, kind, api_namespace(c->api), c->seg[3], &obj);
 		if (!rc) {
 			json_t *audit = user_audit(c, "delete", obj, NULL);
-			rc = store_delete(c->api->store, kind, NS, c->seg[3], NULL, audit);
+			rc = store_delete(c->api->store, kind, api_namespace(c->api), c->seg[3], NULL, audit);
 			json_decref(audit);
 		}
 		json_decref(obj);
@@ -616,7 +615,7 @@ static int create_datasource(struct call *c)
 		free(n);
 	}
 	if (json_is_object(md) && !json_object_get(md, "namespace"))
-		json_object_set_new(md, "namespace", json_string(NS));
+		json_object_set_new(md, "namespace", json_string(api_namespace(c->api)));
 	{
 		const char *k = json_string_value(json_object_get(obj, "kind"));
 		if (!k || strcmp(k, KIND_DS)) {
@@ -626,8 +625,8 @@ static int create_datasource(struct call *c)
 	}
 	if ((rc = resource_validate(obj)))
 		goto out;
-	if (strcmp(md_str(obj, "namespace"), NS)) {
-		rc = al_error_set(AL_ERR_INVALID, "metadata.namespace: the embedded airlock has one namespace, '%s'", NS);
+	if (strcmp(md_str(obj, "namespace"), api_namespace(c->api))) {
+		rc = al_error_set(AL_ERR_INVALID, "metadata.namespace: this airlock keeps its objects in the namespace '%s'", api_namespace(c->api));
 		goto out;
 	}
 	json_object_del(obj, "status");
@@ -644,7 +643,7 @@ static int create_datasource(struct call *c)
 				  label_of(obj, WORKSPACE_LABEL), ws_name);
 		goto out;
 	}
-	rc = store_get(c->api->store, KIND_WS, NS, ws_name, &ws);
+	rc = store_get(c->api->store, KIND_WS, api_namespace(c->api), ws_name, &ws);
 	if (rc == AL_ERR_NOT_FOUND || (!rc && !has_role(c, "admin") && !is_member(c, ws_name))) {
 		rc = al_error_set(AL_ERR_NOT_FOUND, "workspace '%s' not found", ws_name);
 		goto out;
@@ -679,7 +678,7 @@ static int create_datasource(struct call *c)
 	 * together, so neither exists without the other. */
 	bname = binding_name(md_str(obj, "name"));
 	binding = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}}", "apiVersion", RESOURCE_API_VERSION,
-			    "kind", KIND_DSB, "metadata", "name", bname ? bname : "", "namespace", NS, "labels",
+			    "kind", KIND_DSB, "metadata", "name", bname ? bname : "", "namespace", api_namespace(c->api), "labels",
 			    WORKSPACE_LABEL, ws_name, "spec", "workspace", ws_name, "datasource", md_str(obj, "name"));
 	if (!bname || !binding) {
 		rc = al_error_set(AL_ERR_NOMEM, "out of memory");
@@ -730,7 +729,7 @@ static int list_datasources(struct call *c)
 		if (extra && *extra)
 			buf_appendf(&sel, "%s%s", sel.len ? "," : "", extra);
 	}
-	rc = store_list(c->api->store, KIND_DS, NS, sel.len ? sel.ptr : NULL, &items, NULL);
+	rc = store_list(c->api->store, KIND_DS, api_namespace(c->api), sel.len ? sel.ptr : NULL, &items, NULL);
 	buf_free(&sel);
 	if (rc) {
 		json_decref(vis);
@@ -896,14 +895,14 @@ static int delete_datasource(struct call *c, const char *name)
 		goto out;
 	}
 	audit = user_audit(c, "delete", ds, NULL);
-	if ((rc = store_delete(c->api->store, KIND_DS, NS, name, NULL, audit)))
+	if ((rc = store_delete(c->api->store, KIND_DS, api_namespace(c->api), name, NULL, audit)))
 		goto out;
 	bname = binding_name(name);
 	if (bname) {
 		json_t *b = NULL;
-		if (!store_get(c->api->store, KIND_DSB, NS, bname, &b)) {
+		if (!store_get(c->api->store, KIND_DSB, api_namespace(c->api), bname, &b)) {
 			json_t *ba = user_audit(c, "unbind", b, NULL);
-			store_delete(c->api->store, KIND_DSB, NS, bname, NULL, ba);
+			store_delete(c->api->store, KIND_DSB, api_namespace(c->api), bname, NULL, ba);
 			json_decref(ba);
 		}
 		json_decref(b);
@@ -1206,6 +1205,11 @@ int api_authenticate_request(struct api_ctx *api, const struct http_request *req
 	}
 	*out_user = c.user;
 	return AL_OK;
+}
+
+const char *api_namespace(const struct api_ctx *api)
+{
+	return api && api->namespace && *api->namespace ? api->namespace : API_DEFAULT_NAMESPACE;
 }
 
 int api_user_in_workspace(struct api_ctx *api, const json_t *user, const char *ws)

@@ -40,7 +40,17 @@ struct api_ctx {
 	 * unfinished, writes the manifest and makes the files read-only. */
 	int (*seal_uploads)(void *ud, const json_t *ds, const char *username);
 	void *seal_uploads_ud;
+	/* The one namespace the API keeps and looks for its objects in
+	 * (datasources, bindings, workspaces, workspace bindings); borrowed.
+	 * NULL: API_DEFAULT_NAMESPACE (the embedded store's). `airlock frontend`
+	 * sets it to the namespace of the custom resources. */
+	const char *namespace;
 };
+
+#define API_DEFAULT_NAMESPACE "default"
+
+/* api->namespace, or API_DEFAULT_NAMESPACE. Never NULL. */
+const char *api_namespace(const struct api_ctx *api);
 
 /* The http_handler_fn for the whole API; userdata is a struct api_ctx. */
 void api_handle(void *userdata, const struct http_request *req, struct http_response *resp);

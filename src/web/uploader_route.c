@@ -7,6 +7,7 @@
 #include "gates/gates.h"
 #include "net/curl_dl.h"
 #include "runtime/runtime_kube.h"
+#include "runtime/uploader_scale.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define KIND_DS "AnalyticsWorkspaceDataSource"
 #define NAME_PREFIX "upload-"
@@ -66,7 +68,7 @@ static int oom(void)
 	return al_error_set(AL_ERR_NOMEM, "out of memory");
 }
 
-/* ---- Kubernetes: wake, ready, touch --------------------------------------- */
+/* ---- Kubernetes: wake, ready, touch (src/runtime/uploader_scale.h) ---------- */
 
 char *uploader_route_name(const json_t *ds)
 {
@@ -82,92 +84,64 @@ char *uploader_route_name(const json_t *ds)
 	return buf_detach(&b);
 }
 
-static int64_t now_ms(void)
+/* Wall-clock seconds: the annotations are compared with the operator's
+ * clock (uploader_scale.h), so a monotonic clock would not do. */
+static int64_t now_s(void)
 {
-	return util_monotonic_ms();
+	return (int64_t)time(NULL);
 }
 
-/* 1 if this process patched the annotation of `name` less than a minute
- * ago; else records now (the caller patches) and returns 0. */
-static int touched_recently(struct uploader_route *r, const char *name)
+/* Whether this process should write last-activity on `name` now
+ * (uploader_touch_due on the time it last did); if so, records now. */
+static int touch_due(struct uploader_route *r, const char *name, int64_t now)
 {
-	int64_t t = now_ms(), last;
-	int recent;
+	int due;
 	pthread_mutex_lock(&r->mu);
-	last = (int64_t)json_integer_value(json_object_get(r->touched, name));
-	recent = last > 0 && t - last < UPLOADER_ROUTE_ACTIVITY_SECONDS * 1000;
-	if (!recent) {
+	due = uploader_touch_due((int64_t)json_integer_value(json_object_get(r->touched, name)), now);
+	if (due) {
 		if (json_object_size(r->touched) >= OWNER_CACHE_MAX)
 			json_object_clear(r->touched); /* forgetting only costs one early patch each */
-		json_object_set_new(r->touched, name, json_integer(t));
+		json_object_set_new(r->touched, name, json_integer(now));
 	}
 	pthread_mutex_unlock(&r->mu);
-	return recent;
+	return due;
 }
 
-static int deployment_patch(struct uploader_route *r, const char *name, json_t *patch, json_t **out)
+/* Best effort: a failed stamp is logged; the request goes on (the uploader
+ * was woken with scaled-up-at, so it has a time either way). */
+static void touch(struct uploader_route *r, const char *name)
 {
-	char *path = kube_path("apps/v1", r->ns, "deployments", name, NULL);
-	int rc;
-	if (!path || !patch) {
-		free(path);
-		json_decref(patch);
-		return oom();
-	}
-	rc = kube_request(r->kc, "PATCH", path, patch, "application/merge-patch+json", NULL, out);
-	free(path);
-	json_decref(patch);
-	return rc;
-}
-
-void uploader_route_touch(struct uploader_route *r, const char *name)
-{
-	char now[UTIL_TIME_LEN];
-	int rc;
-	if (touched_recently(r, name))
+	int64_t now = now_s();
+	if (!touch_due(r, name, now))
 		return;
-	util_now_rfc3339_seconds(now);
-	rc = deployment_patch(r, name,
-			      json_pack("{s:{s:{s:s}}}", "metadata", "annotations", UPLOADER_ROUTE_ACTIVITY_ANNOTATION, now),
-			      NULL);
-	if (rc)
+	if (uploader_activity_touch(r->kc, r->ns, name, now))
 		log_warn("uploader %s: cannot record activity: %s", name, al_error_message());
 }
 
-/* Scales deployment `name` to 1 when it is at 0; *ready as documented. */
+/*
+ * Makes sure deployment `name` runs. At 0 replicas: uploader_wake (replicas
+ * 1 and scaled-up-at, which starts the operator's idle clock). Running: a
+ * person is there, so it counts as activity (last-activity, rate-limited).
+ * *ready: uploader_is_ready of what was read (0 right after a wake).
+ */
 static int wake_by_name(struct uploader_route *r, const char *name, int *ready)
 {
-	char *path = kube_path("apps/v1", r->ns, "deployments", name, NULL);
-	json_t *dep = NULL, *replicas;
+	json_t *dep = NULL;
 	int rc;
 
 	*ready = 0;
-	if (!path)
-		return oom();
-	rc = kube_request(r->kc, "GET", path, NULL, NULL, NULL, &dep);
-	free(path);
-	if (rc) {
-		json_decref(dep);
-		if (rc == AL_ERR_NOT_FOUND)
-			return al_error_set(AL_ERR_NOT_FOUND, "the uploader %s is not there yet", name);
+	rc = uploader_get(r->kc, r->ns, name, &dep);
+	if (rc == AL_ERR_NOT_FOUND)
+		return al_error_set(AL_ERR_NOT_FOUND, "the uploader %s is not there yet", name);
+	if (rc)
 		return rc;
-	}
-	replicas = json_object_get(json_object_get(dep, "spec"), "replicas");
-	if (json_is_integer(replicas) && json_integer_value(replicas) == 0) {
-		char now[UTIL_TIME_LEN];
-		util_now_rfc3339_seconds(now);
-		/* The activity stamp goes with the scale-up, so the operator's idle
-		 * rule does not take it down again before anyone uploads. */
-		(void)touched_recently(r, name);
-		rc = deployment_patch(r, name,
-				      json_pack("{s:{s:{s:s}}, s:{s:i}}", "metadata", "annotations",
-						UPLOADER_ROUTE_ACTIVITY_ANNOTATION, now, "spec", "replicas", 1),
-				      NULL);
+	if (uploader_replicas(dep) < 1) {
+		rc = uploader_wake(r->kc, r->ns, name, now_s());
 		if (!rc)
 			log_info("uploader %s: scaled to 1 replica", name);
 	} else {
-		json_t *ready_n = json_object_get(json_object_get(dep, "status"), "readyReplicas");
-		*ready = json_integer_value(ready_n) >= 1;
+		*ready = uploader_is_ready(dep);
+		touch(r, name);
 	}
 	json_decref(dep);
 	return rc;
@@ -218,7 +192,7 @@ int uploader_route_page_hook(void *ud, const json_t *ds, char **out_endpoint)
 static int datasource_of(struct uploader_route *r, const char *name, json_t **out)
 {
 	json_t *cached, *dep = NULL;
-	char *ns = NULL, *ds_name = NULL, *path = NULL, *expect = NULL;
+	char *ns = NULL, *ds_name = NULL, *expect = NULL;
 	int rc;
 
 	*out = NULL;
@@ -234,11 +208,7 @@ static int datasource_of(struct uploader_route *r, const char *name, json_t **ou
 		goto out;
 	}
 	if (!cached) {
-		if (!(path = kube_path("apps/v1", r->ns, "deployments", name, NULL))) {
-			rc = oom();
-			goto out;
-		}
-		if ((rc = kube_request(r->kc, "GET", path, NULL, NULL, NULL, &dep)))
+		if ((rc = uploader_get(r->kc, r->ns, name, &dep)))
 			goto out;
 		if ((rc = runtime_kube_child_owner(dep, KIND_DS, &ns, &ds_name)))
 			goto out;
@@ -247,6 +217,12 @@ static int datasource_of(struct uploader_route *r, const char *name, json_t **ou
 			json_object_clear(r->owners);
 		json_object_set_new(r->owners, name, json_pack("[s, s]", ns, ds_name));
 		pthread_mutex_unlock(&r->mu);
+	}
+	/* The API serves one namespace: an uploader of a datasource elsewhere
+	 * (a cluster-wide operator's) is not this frontend's to open. */
+	if (strcmp(ns, api_namespace(r->api))) {
+		rc = AL_ERR_NOT_FOUND;
+		goto out;
 	}
 	if ((rc = store_get(r->api->store, KIND_DS, ns, ds_name, out)))
 		goto out;
@@ -263,7 +239,6 @@ out:
 	json_decref(dep);
 	free(ns);
 	free(ds_name);
-	free(path);
 	free(expect);
 	return rc;
 }
@@ -279,6 +254,7 @@ struct proxy {
 	char *ds_name;
 	json_t *user;
 	int complete;   /* POST <base>/complete */
+	int uploading;  /* its datasource is at stage Uploading */
 	int head;
 	/* body handoff between the connection thread (on_data) and curl's */
 	pthread_t thread;
@@ -561,6 +537,14 @@ static void answer_unreachable(struct proxy *p, struct http_response *resp)
 {
 	int ready = 0;
 	char ra[16];
+	/* Past Uploading the operator keeps the uploader at 0 (uploader_decide:
+	 * sealed): waking it would only be undone, and a retry cannot help. */
+	if (!p->uploading) {
+		al_error_set(AL_ERR_CONFLICT, "datasource '%s' no longer takes uploads, and its uploader has stopped",
+			     p->ds_name);
+		http_response_error(resp, AL_ERR_CONFLICT, al_error_message());
+		return;
+	}
 	/* Scaled down while idle, or its pod restarting: start it again, and
 	 * let the client retry (tus clients retry a 503 by themselves). */
 	if (wake_by_name(p->r, p->name, &ready))
@@ -693,6 +677,7 @@ static int admit(struct proxy *p, const struct http_request *req, const char *me
 	}
 	p->complete = !strcmp(method, "POST") && !strcmp(rest, "/complete");
 	stage = gates_stage(ds);
+	p->uploading = !strcmp(stage, STAGE_UPLOADING);
 	if (p->complete && !acc.may_complete) {
 		rc = al_error_set(AL_ERR_FORBIDDEN, "'all files uploaded' is for the requester of '%s' (or an admin)",
 				  p->ds_name);
@@ -769,7 +754,7 @@ static enum http_stream_decision on_headers(void *ud, const struct http_request 
 	}
 	if ((rc = admit(p, req, method, rest)))
 		goto fail;
-	uploader_route_touch(r, p->name);
+	touch(r, p->name);
 	if ((rc = prepare(p, req, method, body, length)))
 		goto fail;
 	if (!body) {
@@ -815,7 +800,7 @@ static int on_data(void *ctx, const struct http_request *req, const char *data, 
 		return 1;
 	}
 	/* A long PATCH is activity too. */
-	uploader_route_touch(p->r, p->name);
+	touch(p->r, p->name);
 	return 0;
 }
 

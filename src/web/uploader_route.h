@@ -6,9 +6,10 @@
  * What it promises:
  *  - Waking: uploader_route_wake() makes sure the uploader Deployment of an
  *    Uploaded datasource (upload-<uid>, as src/operator/datasource.c names
- *    it) runs: spec.replicas 0 becomes 1 (a merge patch), and it says
- *    whether the Deployment reports status.readyReplicas >= 1. The upload
- *    page calls it and reloads itself until the uploader is ready.
+ *    it) runs: at 0 replicas uploader_wake (replicas 1 and the annotation
+ *    xlscsde.nhs.uk/scaled-up-at), and it says whether the Deployment is
+ *    ready (uploader_is_ready). The upload page calls it and reloads itself
+ *    until the uploader is ready.
  *  - Proxying: /uploads/<deployment>[/...] on the frontend goes to the
  *    uploader's Service (URL from a template) after the person is
  *    authenticated (the frontend's session with a CSRF header on a state
@@ -32,13 +33,18 @@
  *    uploaded": it sealed the volume and returns the manifest), the gates'
  *    upload-complete event is fired as that person (upload_fire_complete),
  *    and the answer is {"manifest", "datasource"} as in the embedded airlock.
- *  - Activity: while it proxies, the annotation xlscsde.nhs.uk/last-activity
- *    (RFC 3339, UTC) of the Deployment is merge-patched, at most once a
- *    minute per uploader: the operator scales idle uploaders down by it.
+ *  - Activity: while it proxies, and when the upload page is opened on a
+ *    running uploader, the annotation xlscsde.nhs.uk/last-activity
+ *    (uploader_activity_touch) is written, at most once every
+ *    UPLOADER_TOUCH_INTERVAL_S per uploader and process (uploader_touch_due).
+ *    The operator scales an uploader down when max(scaled-up-at,
+ *    last-activity) is older than its idle time (uploader_decide).
+ *  - Namespaces: the uploaders are in `namespace`; an uploader whose
+ *    datasource (its owner annotation) is in another namespace than the
+ *    API's (api_namespace) is not served (404).
  *
- * The Kubernetes calls (wake, ready, touch) are this module's own minimal
- * versions, named to be swapped for src/runtime/uploader_scale.h
- * (uploader_wake / uploader_ready) when that lands.
+ * Every Kubernetes call is src/runtime/uploader_scale.h's: the annotation
+ * contract is the operator's, written once.
  *
  * Ownership: options are copied (strings duplicated); api, kc and the
  * authenticate userdata are borrowed and must outlive the route.
@@ -56,8 +62,6 @@
 
 #define UPLOADER_ROUTE_PREFIX "/uploads/"
 #define UPLOADER_ROUTE_DEFAULT_TEMPLATE "http://{name}.{namespace}.svc:80"
-#define UPLOADER_ROUTE_ACTIVITY_ANNOTATION "xlscsde.nhs.uk/last-activity"
-#define UPLOADER_ROUTE_ACTIVITY_SECONDS 60
 #define UPLOADER_ROUTE_MAX_ANSWER ((size_t)16 << 20)
 #define UPLOADER_ROUTE_RETRY_AFTER_S 5
 
@@ -90,9 +94,10 @@ const struct http_stream_ops *uploader_route_stream_ops(void);
  * (no uid, or out of memory). */
 char *uploader_route_name(const json_t *ds);
 
-/* Makes sure the uploader of `ds` runs (replicas 0 -> 1, and the activity
- * annotation, so it is not scaled down at once). AL_OK with *out_ready 1
- * when its Deployment reports readyReplicas >= 1, 0 while it starts;
+/* Makes sure the uploader of `ds` runs (at 0 replicas: uploader_wake, so
+ * the operator's idle clock starts then; running: uploader_activity_touch
+ * when due). AL_OK with *out_ready 1 when its Deployment is ready
+ * (uploader_is_ready), 0 while it starts;
  * AL_ERR_NOT_FOUND while the operator has not made the Deployment yet.
  * *out_endpoint (may be NULL) gets the tus collection the browser uses,
  * "/uploads/<name>" (a new string). */
@@ -102,10 +107,5 @@ int uploader_route_wake(struct uploader_route *r, const json_t *ds, int *out_rea
  * route. AL_OK when ready; AL_ERR_UNAVAILABLE (message for a person) while
  * it starts or is being made. */
 int uploader_route_page_hook(void *ud, const json_t *ds, char **out_endpoint);
-
-/* Records activity now (merge patch of the annotation) unless done less than
- * UPLOADER_ROUTE_ACTIVITY_SECONDS ago by this process. Best effort: a
- * failure is logged, not returned. */
-void uploader_route_touch(struct uploader_route *r, const char *name);
 
 #endif

@@ -10,9 +10,10 @@ Deployment's status to readyReplicas=1. The frontend reaches it through
 AIRLOCK_UPLOADER_URL_TEMPLATE pointed at 127.0.0.1.
 
 People log in with the frontend's local accounts (bearer tokens from
-/api/v1/login, and the login form for a session). The API keeps its
-datasources in the namespace "default", so this module has an API server of
-its own and runs everything there.
+/api/v1/login, and the login form for a session). Everything runs in the
+namespace NS, not "default": the frontend is given it by AIRLOCK_NAMESPACE
+(as the chart does), and its API must keep the custom resources there and
+nowhere else. The module has an API server of its own.
 """
 from __future__ import annotations
 
@@ -36,10 +37,16 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from tus_client import Tus, metadata  # noqa: E402
 
-NS = "default"
+NS = "airlock-fe"
 WS = "ws-kube"
 SECRET = "frontend-to-uploader-shared-secret-0123"
+# The operator's idle scale-down input (src/runtime/uploader_scale.h): the
+# frontend writes SCALED_UP_AT when it wakes an uploader, ACTIVITY while it
+# proxies to a running one.
 ACTIVITY = "xlscsde.nhs.uk/last-activity"
+SCALED_UP_AT = "xlscsde.nhs.uk/scaled-up-at"
+RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+CR_GROUP = "/apis/xlscsde.nhs.uk/v1"
 
 
 def airlock_bin() -> Path:
@@ -131,15 +138,21 @@ class Kubelet(threading.Thread):
             time.sleep(0.2)
         else:
             return
+        self.start_pod()
+        self.started.set()
+
+    def start_pod(self):
+        """The uploader process, then readyReplicas 1, as a kubelet would."""
         self.uploader = Proc([str(self.binary), "uploader", "--dir", str(self.vol), "--listen",
                               f"127.0.0.1:{self.port}", "--base-path", f"/uploads/{self.name}",
                               "--proxy-secret-file", str(self.root / "secret"), "--name", self.name],
-                             self.root / "uploader.log", clean_env(), r"running at http://")
+                             # A log per start: Proc waits for the line in its own log.
+                             self.root / f"uploader-{len(list(self.root.glob('uploader-*.log')))}.log",
+                             clean_env(), r"running at http://")
         status, body = self.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{self.name}/status",
                                      {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
                                      content_type="application/merge-patch+json")
         assert status == 200, body
-        self.started.set()
 
 
 class World:
@@ -154,10 +167,13 @@ class World:
                              root / "operator.log",
                              clean_env(AIRLOCK_STAGING_STORAGE_CLASS="airlock-staging", AIRLOCK_LOG_FORMAT="json"),
                              r"metrics listening on port (\d+)")
-        self.frontend = Proc([str(binary), "frontend", "--kubeconfig", admin_kcfg, "--namespace", NS,
+        # The namespace from the environment, as the chart gives it (the
+        # admin kubeconfig's own namespace is "default").
+        self.frontend = Proc([str(binary), "frontend", "--kubeconfig", admin_kcfg,
                               "--data-dir", str(root / "fe"), "--listen", "127.0.0.1:0"],
                              root / "frontend.log",
-                             clean_env(AIRLOCK_UPLOADER_PROXY_SECRET_FILE=str(root / "secret"),
+                             clean_env(AIRLOCK_NAMESPACE=NS,
+                                       AIRLOCK_UPLOADER_PROXY_SECRET_FILE=str(root / "secret"),
                                        AIRLOCK_UPLOADER_URL_TEMPLATE=f"http://127.0.0.1:{self.uploader_port}"),
                              r"running at (http://\S+?)/\n")
         self.url = self.frontend.match.group(1)
@@ -227,6 +243,7 @@ def world(kube_bin, tmp_path_factory):
     w = None
     try:
         kube.apply_crds(REPO / "deploy" / "crds")
+        kube.kubectl("create", "namespace", NS)
         w = World(kube, binary, tmp_path_factory.mktemp("frontend-kube"))
         w.login("admin")
         w.cli("workspace", "create", WS)
@@ -259,6 +276,7 @@ def test_frontend_scales_proxies_and_completes(world):
     ds = wait_for("stage Uploading", lambda: (d := w.ds(name)) and d.get("status", {}).get("stage") == "Uploading" and d)
     dep_name = f"upload-{ds['metadata']['uid']}"
     assert w.deployment(dep_name)["spec"]["replicas"] == 0
+    _in_namespace(w, name)
     kubelet = Kubelet(w.kube, w.binary, dep_name, w.root / "kubelet", w.uploader_port)
     (w.root / "kubelet").mkdir(exist_ok=True)
     (w.root / "kubelet" / "secret").write_text(SECRET + "\n")
@@ -269,6 +287,24 @@ def test_frontend_scales_proxies_and_completes(world):
         kubelet.quit.set()
         if kubelet.uploader:
             kubelet.uploader.stop()
+
+
+def _in_namespace(w: World, name: str):
+    """The API's objects are in NS, and nothing of the airlock's in "default"."""
+    for res in ("analyticsworkspacedatasources", "analyticsworkspaces", "analyticsworkspacebindings",
+                "analyticsworkspacedatabindings", "airlockauditrecords"):
+        status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/default/{res}")
+        assert status == 200 and json.loads(body)["items"] == [], (res, body)
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspacedatasources/{name}")
+    assert status == 200, body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspaces/{WS}")
+    assert status == 200, body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspacedatabindings")
+    assert status == 200 and name in [b["spec"]["datasource"] for b in json.loads(body)["items"]], body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/analyticsworkspacebindings")
+    assert status == 200 and "res" in {b["spec"]["username"] for b in json.loads(body)["items"]}, body
+    status, body = w.kube.api("GET", f"{CR_GROUP}/namespaces/{NS}/airlockauditrecords")
+    assert status == 200 and json.loads(body)["items"], "the audit records belong in the frontend's namespace"
 
 
 def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
@@ -282,8 +318,11 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     # (The kubelet reports ready only after this page scaled it up.)
     assert "Starting the uploader" in page.text and 'http-equiv="refresh"' in page.text
     assert "<script" not in page.text
-    assert w.deployment(dep_name)["spec"]["replicas"] == 1
-    assert ACTIVITY in w.deployment(dep_name)["metadata"].get("annotations", {})
+    # The wake is uploader_wake's merge patch: replicas 1 and scaled-up-at,
+    # which starts the operator's idle clock (uploader_decide).
+    woken = w.deployment(dep_name)
+    assert woken["spec"]["replicas"] == 1
+    assert re.fullmatch(RFC3339, woken["metadata"]["annotations"][SCALED_UP_AT])
     assert kubelet.started.wait(30), "the uploader was not started"
     page = wait_for("the upload page", lambda: (p := browser.get(w.url + page_path, timeout=30))
                     and "Starting the uploader" not in p.text and p)
@@ -357,9 +396,12 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     assert r.status_code == 204, r.text
     assert (kubelet.vol / "s.txt").read_bytes() == b"ok"
 
-    # 5. Activity is recorded on the Deployment (RFC 3339, UTC).
-    stamp = w.deployment(dep_name)["metadata"]["annotations"][ACTIVITY]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp), stamp
+    # 5. Activity is recorded on the Deployment (RFC 3339, UTC), beside the
+    # wake's scaled-up-at: the operator keeps it up by the later of the two.
+    anns = w.deployment(dep_name)["metadata"]["annotations"]
+    assert re.fullmatch(RFC3339, anns[ACTIVITY]), anns
+    assert re.fullmatch(RFC3339, anns[SCALED_UP_AT]), anns
+    assert anns[ACTIVITY] >= anns[SCALED_UP_AT], anns
 
     # 6. Nobody reaches the uploader around the frontend; no one else
     # reaches it through the frontend.
@@ -376,7 +418,28 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
                      headers={"Authorization": "Bearer " + w.tokens["res"], "Tus-Resumable": "1.0.0"}, timeout=10)
     assert r.status_code == 404, r.text
 
-    # 7. "All files uploaded": the uploader seals, the frontend fires
+    # 7. A stopped uploader (scaled down while idle): 503 with a message a
+    # person can act on, and the frontend wakes it again (uploader_wake).
+    kubelet.uploader.stop()
+    status, out = w.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{dep_name}",
+                             {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
+    assert status == 200, out
+    r = t.head(loc)
+    assert r.status_code == 503, r.text
+    assert r.headers.get("Retry-After") == "5"
+    r = t.request("GET", endpoint)
+    assert r.status_code == 503 and "try again" in r.json()["error"]["message"].lower(), r.text
+    woken = w.deployment(dep_name)
+    assert woken["spec"]["replicas"] == 1 and re.fullmatch(RFC3339, woken["metadata"]["annotations"][SCALED_UP_AT])
+    # Still Uploading and just woken: the operator leaves it up.
+    time.sleep(1)
+    assert w.deployment(dep_name)["spec"]["replicas"] == 1
+    w.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{dep_name}/status",
+               {"status": {"readyReplicas": 0, "availableReplicas": 0}}, content_type="application/merge-patch+json")
+    kubelet.start_pod()
+    assert t.head(loc).status_code == 200
+
+    # 8. "All files uploaded": the uploader seals, the frontend fires
     # upload-complete as the person, and the datasource moves on.
     r = t.complete()
     assert r.status_code == 200, r.text
@@ -392,19 +455,15 @@ def _flow(w: World, name: str, dep_name: str, kubelet: Kubelet):
     # Past Uploading, writes are refused by the frontend itself.
     assert t.create(1, meta=metadata(filename="late.txt")).status_code == 409
 
-    # 8. A stopped uploader: 503 with a message a person can act on, and the
-    # frontend starts it again (replicas back to 1).
+    # Sealed: the operator keeps the uploader at 0, so the frontend does not
+    # wake it again; a request says the uploads are closed.
+    wait_for("the sealed uploader scaled to 0", lambda: w.deployment(dep_name)["spec"]["replicas"] == 0)
     kubelet.uploader.stop()
-    status, out = w.kube.api("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/{dep_name}",
-                             {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
-    assert status == 200, out
-    r = t.head(loc)
-    assert r.status_code == 503, r.text
-    assert r.headers.get("Retry-After") == "5"
+    assert t.head(loc).status_code == 409
     r = t.request("GET", endpoint)
-    assert r.status_code == 503 and "try again" in r.json()["error"]["message"].lower(), r.text
-    assert w.deployment(dep_name)["spec"]["replicas"] == 1
+    assert r.status_code == 409 and "no longer takes uploads" in r.json()["error"]["message"], r.text
+    assert w.deployment(dep_name)["spec"]["replicas"] == 0
 
     # The secret never reaches a log.
-    for text in (w.frontend.text(), w.operator.text(), kubelet.uploader.text()):
+    for text in [w.frontend.text(), w.operator.text()] + [p.read_text() for p in kubelet.root.glob("uploader-*.log")]:
         assert SECRET not in text

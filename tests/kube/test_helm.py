@@ -33,6 +33,11 @@ VALUE_SETS = {
     "watchNamespace": ["--set", "watchNamespace=airlock-crs"],
     "frontend": ["--set", "frontend.enabled=true"],
     "frontend-clusterWide": ["--set", "frontend.enabled=true,clusterWide=true"],
+    "frontend-watchNamespace": ["--set", "frontend.enabled=true,watchNamespace=airlock-crs"],
+    "frontend-oidc": ["--set", "frontend.enabled=true,frontend.oidc.issuer=https://kc.example.org/realms/sde,"
+                      "frontend.oidc.clientSecret.secretName=kc-airlock,frontend.persistence.enabled=false,"
+                      "frontend.ingress.tls[0].secretName=airlock-tls,"
+                      "frontend.ingress.tls[0].hosts[0]=airlock.example.org"],
     "one-replica": ["--set", "operator.replicas=1"],
     "tuned": ["--set", "operator.workers=8,runner.default=dlt,storage.workspaceAccessMode=ReadWriteMany,"
               "workloads.runAsUser=1000,workloads.runAsGroup=1000,workloads.fsGroup=1000"],
@@ -68,6 +73,20 @@ WORKLOAD_RULES = {
     ("xlscsde.nhs.uk", "airlockauditrecords"): {"get", "list", "create"},
 }
 LEASE = "airlock-operator"
+
+# The frontend's rules (docs/helm.md, "RBAC: what the frontend may do"): exactly
+# the calls it makes, no watch.
+FRONTEND_CR_RULES = {
+    ("xlscsde.nhs.uk", "analyticsworkspacedatasources"): {"get", "list", "create", "update", "delete"},
+    ("xlscsde.nhs.uk", "analyticsworkspacedatasources/status"): {"update", "patch"},
+    ("xlscsde.nhs.uk", "analyticsworkspacedatabindings"): {"get", "list", "create", "update", "delete"},
+    ("xlscsde.nhs.uk", "analyticsworkspaces"): {"get", "list"},
+    ("xlscsde.nhs.uk", "analyticsworkspacebindings"): {"get", "list"},
+}
+FRONTEND_WORKLOAD_RULES = {
+    ("apps", "deployments"): {"get", "patch"},
+    ("xlscsde.nhs.uk", "airlockauditrecords"): {"get", "list", "create"},
+}
 
 # Never granted to the operator, in any mode.
 FORBIDDEN_RESOURCES = {
@@ -152,10 +171,19 @@ def expected(with_crs: bool, with_workloads: bool) -> dict:
     return want
 
 
-def operator_rbac(objs: list[dict]) -> list[dict]:
+def operator_rbac(objs: list[dict], component: str = "operator") -> list[dict]:
     return [o for o in objs
             if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
-            and o["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"]
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+
+
+def frontend_expected(with_crs: bool, with_workloads: bool) -> dict:
+    want = {}
+    if with_crs:
+        want.update({(g, r, ()): v for (g, r), v in FRONTEND_CR_RULES.items()})
+    if with_workloads:
+        want.update({(g, r, ()): v for (g, r), v in FRONTEND_WORKLOAD_RULES.items()})
+    return want
 
 
 # ---- no API server needed ------------------------------------------------------------
@@ -403,12 +431,13 @@ def test_bad_leader_election_timing_is_refused(helm_bin):
     assert out.returncode != 0 and "renewDeadlineSeconds" in out.stderr
 
 
-@pytest.mark.parametrize("name", ["default", "watchNamespace", "frontend"])
+@pytest.mark.parametrize("name", ["default", "watchNamespace", "frontend", "frontend-watchNamespace"])
 def test_rendered_roles_are_least_privilege(helm_bin, name):
     objs = docs(render(helm_bin, *VALUE_SETS[name]))
     assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for o in objs), \
         "no cluster-scoped RBAC without clusterWide"
-    allowed_ns = {"jupyterhub"} | ({"airlock-crs"} if name == "watchNamespace" else set())
+    separate = name.endswith("watchNamespace")
+    allowed_ns = {"jupyterhub"} | ({"airlock-crs"} if separate else set())
     roles = [o for o in objs if o["kind"] == "Role"]
     assert roles
     for role in roles:
@@ -425,11 +454,20 @@ def test_rendered_roles_are_least_privilege(helm_bin, name):
         assert rb["metadata"]["namespace"] in allowed_ns
     # The operator's Roles grant exactly the documented rules.
     ops = {o["metadata"]["namespace"]: rules_table(o) for o in operator_rbac(objs) if o["kind"] == "Role"}
-    if name == "watchNamespace":
+    if separate:
         assert ops == {"jupyterhub": expected(with_crs=False, with_workloads=True),
                        "airlock-crs": expected(with_crs=True, with_workloads=False)}
     else:
         assert ops == {"jupyterhub": expected(with_crs=True, with_workloads=True)}
+    # The frontend's Roles grant exactly its documented rules (none without it).
+    fes = {o["metadata"]["namespace"]: rules_table(o) for o in operator_rbac(objs, "frontend") if o["kind"] == "Role"}
+    if not name.startswith("frontend"):
+        assert fes == {}
+    elif separate:
+        assert fes == {"jupyterhub": frontend_expected(with_crs=False, with_workloads=True),
+                       "airlock-crs": frontend_expected(with_crs=True, with_workloads=False)}
+    else:
+        assert fes == {"jupyterhub": frontend_expected(with_crs=True, with_workloads=True)}
 
 
 def test_cluster_wide_has_the_same_rules(helm_bin):
@@ -438,6 +476,10 @@ def test_cluster_wide_has_the_same_rules(helm_bin):
     assert sorted(o["kind"] for o in rbac) == ["ClusterRole", "ClusterRoleBinding"]
     cr = next(o for o in rbac if o["kind"] == "ClusterRole")
     assert rules_table(cr) == expected(with_crs=True, with_workloads=True)
+    fe = operator_rbac(docs(render(helm_bin, *VALUE_SETS["frontend-clusterWide"])), "frontend")
+    assert sorted(o["kind"] for o in fe) == ["ClusterRole", "ClusterRoleBinding"]
+    assert rules_table(next(o for o in fe if o["kind"] == "ClusterRole")) == \
+        frontend_expected(with_crs=True, with_workloads=True)
     env = {e["name"]: e.get("value") for e in next(
         o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AIRLOCK_WATCH_NAMESPACE"] == "", "clusterWide without watchNamespace watches every namespace"
@@ -450,7 +492,8 @@ def _ensure_namespace(kube, ns: str):
     assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("name", ["default", "clusterWide", "watchNamespace", "frontend"])
+@pytest.mark.parametrize("name", ["default", "clusterWide", "watchNamespace", "frontend", "frontend-oidc",
+                                  "frontend-watchNamespace"])
 def test_dry_run_server(kube, helm_bin, name):
     """`helm template | kubectl apply --dry-run=server -f -`: the API server
     validates every object (CRDs included) against its schemas and admission."""
@@ -573,3 +616,199 @@ def test_helm_install_and_uninstall(kube, helm_bin):
                             f"app.kubernetes.io/instance={release}")
     assert dep["items"] == []
     kube.kubectl("get", "crd", "analyticsworkspacedatasources.xlscsde.nhs.uk")
+
+
+# ---- the frontend ------------------------------------------------------------------------------
+
+def _frontend(objs: list[dict]) -> tuple[dict, dict, dict]:
+    """(Deployment, pod spec, container) of the frontend."""
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "airlock-frontend")
+    pod = dep["spec"]["template"]["spec"]
+    return dep, pod, pod["containers"][0]
+
+
+def test_frontend_renders(helm_bin):
+    objs = docs(render(helm_bin, *VALUE_SETS["frontend"]))
+    dep, pod, c = _frontend(objs)
+    assert c["image"] == "airlock:0.1.0"
+    assert c["args"] == ["frontend", "--listen", "0.0.0.0:8080", "--data-dir", "/var/lib/airlock",
+                         "--config", "/etc/airlock/airlock.yaml"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env == {"AIRLOCK_NAMESPACE": "jupyterhub", "AIRLOCK_WATCH_NAMESPACE": "jupyterhub",
+                   "AIRLOCK_LOG_FORMAT": "json",
+                   "AIRLOCK_UPLOADER_PROXY_SECRET_FILE": "/var/run/airlock/proxy-secret/secret"}
+    # One replica, and the old pod stops before the new one opens the SQLite volume.
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi"}}
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 65532 and psc["fsGroup"] == 65532
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                  "capabilities": {"drop": ["ALL"]}}
+    assert pod["serviceAccountName"] == "airlock-frontend"
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["data"]["mountPath"] == "/var/lib/airlock"
+    assert mounts["config"] == {"name": "config", "mountPath": "/etc/airlock", "readOnly": True}
+    assert "oidc-client-secret" not in mounts
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["data"]["persistentVolumeClaim"] == {"claimName": "airlock-frontend-data"}
+    [pvc] = [o for o in objs if o["kind"] == "PersistentVolumeClaim"]
+    assert pvc["metadata"]["name"] == "airlock-frontend-data"
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    [cm] = [o for o in objs if o["kind"] == "ConfigMap"]
+    config = yaml.safe_load(cm["data"]["airlock.yaml"])
+    assert config == {"web": {"externalUrl": "http://airlock.example.org", "sessionIdleSeconds": 1800}}
+    assert dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    # The Service is what the operator sends the uploaders' Ingresses to.
+    op_env = _operator_env(objs)
+    svc = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == op_env["AIRLOCK_FRONTEND_SERVICE"])
+    assert svc["spec"]["ports"] == [{"name": "http", "port": int(op_env["AIRLOCK_FRONTEND_SERVICE_PORT"]),
+                                     "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    [ing] = [o for o in objs if o["kind"] == "Ingress"]
+    assert ing["spec"]["rules"][0]["host"] == "airlock.example.org"
+    assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == \
+        {"name": "airlock-frontend", "port": {"name": "http"}}
+
+    # OIDC: the client secret is a mounted file named in the settings, never an
+    # environment variable; TLS on the Ingress makes the external URL https.
+    objs = docs(render(helm_bin, *VALUE_SETS["frontend-oidc"], "--set-json",
+                       'frontend.oidc.extra={"leewaySeconds": 30}'))
+    dep, pod, c = _frontend(objs)
+    [cm] = [o for o in objs if o["kind"] == "ConfigMap"]
+    config = yaml.safe_load(cm["data"]["airlock.yaml"])
+    assert config == {"web": {"externalUrl": "https://airlock.example.org", "sessionIdleSeconds": 1800},
+                      "oidc": {"issuer": "https://kc.example.org/realms/sde", "clientId": "airlock",
+                               "clientSecretFile": "/var/run/airlock/oidc/client-secret", "groupsClaim": "groups",
+                               "workspaceGroupPrefix": "/jupyter-workspaces/", "leewaySeconds": 30}}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["oidc-client-secret"] == {"name": "oidc-client-secret", "mountPath": "/var/run/airlock/oidc",
+                                            "readOnly": True}
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["oidc-client-secret"]["secret"] == {"secretName": "kc-airlock", "defaultMode": 0o440,
+                                                    "items": [{"key": "client-secret", "path": "client-secret"}]}
+    assert not any("SECRET" in e["name"] and e["name"] != "AIRLOCK_UPLOADER_PROXY_SECRET_FILE" for e in c["env"])
+    # Without persistence: an emptyDir, and no claim.
+    assert "emptyDir" in vols["data"] and not any(o["kind"] == "PersistentVolumeClaim" for o in objs)
+
+    # More than one replica is refused (SQLite on one volume); a client secret needs an issuer.
+    out = helm(helm_bin, "template", "airlock", str(CHART), "--set", "frontend.enabled=true,frontend.replicas=2",
+               check=False)
+    assert out.returncode != 0 and "frontend.replicas" in out.stderr, out.stderr
+    out = helm(helm_bin, "template", "airlock", str(CHART), "--set",
+               "frontend.enabled=true,frontend.oidc.clientSecret.secretName=x", check=False)
+    assert out.returncode != 0 and "frontend.oidc.issuer" in out.stderr, out.stderr
+
+
+def test_every_frontend_value_is_rendered(helm_bin):
+    """Each frontend value, set to something of its own, shows in the output."""
+    sets = {
+        "frontend.image.repository": "reg.example/fe", "frontend.image.tag": "9.9.9",
+        "frontend.extraArgs[0]": "--log-format=text", "frontend.replicas": "0",
+        "frontend.containerPort": "8181", "frontend.logFormat": "text",
+        "frontend.externalUrl": "https://fe.example.net", "frontend.sessionIdleSeconds": "601",
+        "frontend.oidc.issuer": "https://kc.example.net/realms/x", "frontend.oidc.clientId": "client-x",
+        "frontend.oidc.clientSecret.secretName": "sec-x", "frontend.oidc.clientSecret.key": "key-x",
+        "frontend.oidc.groupsClaim": "claim-x", "frontend.oidc.workspaceGroupPrefix": "/prefix-x/",
+        "frontend.oidc.extra.caFile": "/ca-x.pem", "frontend.uploaderUrlTemplate": "http://{name}.{namespace}:8088",
+        "frontend.persistence.storageClass": "class-x", "frontend.persistence.size": "7Gi",
+        "frontend.persistence.accessMode": "ReadWriteOncePod",
+        "frontend.service.type": "NodePort", "frontend.service.port": "8099",
+        "frontend.ingress.className": "ingress-x", "frontend.ingress.host": "host-x.example.net",
+        "frontend.ingress.annotations.note-x": "annotation-x",
+        "frontend.resources.limits.memory": "333Mi", "frontend.podSecurityContext.runAsUser": "4242",
+        "frontend.securityContext.runAsGroup": "4343", "frontend.podAnnotations.pod-x": "pod-annotation-x",
+        "frontend.podLabels.label-x": "label-value-x", "frontend.nodeSelector.node-x": "node-value-x",
+        "frontend.tolerations[0].key": "toleration-x", "frontend.affinity.nodeAffinity.x": "affinity-x",
+        "frontend.extraEnv[0].name": "EXTRA_X", "frontend.extraEnv[0].value": "extra-value-x",
+    }
+    numbers = {"frontend.replicas", "frontend.containerPort", "frontend.sessionIdleSeconds", "frontend.service.port",
+               "frontend.podSecurityContext.runAsUser", "frontend.securityContext.runAsGroup"}
+    args = ["--set", "frontend.enabled=true"]
+    for k, v in sets.items():
+        args += ["--set" if k in numbers else "--set-string", f"{k}={v}"]
+    text = render(helm_bin, *args, "--set", "frontend.ingress.tls[0].secretName=tls-x")
+    for k, v in sets.items():
+        needle = f": {v}" if k in numbers else v
+        assert needle in text, f"{k}={v} does not show in the rendered chart"
+    assert 'name: AIRLOCK_LOG_FORMAT\n              value: "text"' in text
+    assert "tls-x" in text
+    text = render(helm_bin, "--set", "frontend.enabled=true,frontend.persistence.existingClaim=claim-x")
+    assert "claimName: claim-x" in text and "kind: PersistentVolumeClaim" not in text
+    text = render(helm_bin, "--set", "frontend.enabled=true,frontend.ingress.enabled=false")
+    assert "kind: Ingress" not in text
+
+
+def test_frontend_permissions_as_the_api_server_decides(kube, helm_bin):
+    """The frontend's ServiceAccount, with the chart's Roles applied for real:
+    allowed exactly the calls it makes, refused the rest."""
+    suffix = uuid.uuid4().hex[:6]
+    work, crs, home = f"fe-work-{suffix}", f"fe-crs-{suffix}", f"fe-home-{suffix}"
+    for ns in (work, crs, home):
+        _ensure_namespace(kube, ns)
+    release = f"f{suffix}"
+    manifest = render(helm_bin, "--set", f"frontend.enabled=true,namespace={work},watchNamespace={crs}",
+                      namespace=home, release=release)
+    rbac = [o for o in docs(manifest) if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") == "frontend"]
+    assert sorted(o["kind"] for o in rbac) == ["Role", "Role", "RoleBinding", "RoleBinding", "ServiceAccount"]
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    sa = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    who = f"system:serviceaccount:{home}:{sa}"
+
+    def can(verb: str, resource: str, ns: str | None, extra: tuple[str, ...] = ()) -> bool:
+        args = ["auth", "can-i", verb, resource, f"--as={who}", "--as-group=system:serviceaccounts",
+                f"--as-group=system:serviceaccounts:{home}", *extra]
+        args += ["-n", ns] if ns else []
+        proc = kube.kubectl(*args, check=False)
+        answer = proc.stdout.strip()
+        assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stderr}"
+        return answer == "yes"
+
+    ds, dsb = "analyticsworkspacedatasources.xlscsde.nhs.uk", "analyticsworkspacedatabindings.xlscsde.nhs.uk"
+    ws, wsb = "analyticsworkspaces.xlscsde.nhs.uk", "analyticsworkspacebindings.xlscsde.nhs.uk"
+    audit = "airlockauditrecords.xlscsde.nhs.uk"
+    allowed = [
+        # The API over the store.
+        ("get", ds, crs), ("list", ds, crs), ("create", ds, crs), ("update", ds, crs), ("delete", ds, crs),
+        ("patch", ds, crs, ("--subresource=status",)), ("update", ds, crs, ("--subresource=status",)),
+        ("get", dsb, crs), ("list", dsb, crs), ("create", dsb, crs), ("update", dsb, crs), ("delete", dsb, crs),
+        ("get", ws, crs), ("list", ws, crs), ("get", wsb, crs), ("list", wsb, crs),
+        # The audit log, beside the operator's.
+        ("create", audit, work), ("get", audit, work), ("list", audit, work),
+        # The uploaders: uploader_get, uploader_wake, uploader_activity_touch.
+        ("get", "deployments.apps", work), ("patch", "deployments.apps", work),
+    ]
+    denied = [
+        ("watch", ds, crs), ("patch", ds, crs), ("deletecollection", ds, crs),
+        ("update", ds, crs, ("--subresource=finalizers",)),
+        ("create", ws, crs), ("update", ws, crs), ("delete", ws, crs), ("create", wsb, crs), ("delete", wsb, crs),
+        ("create", ds, work), ("get", ds, "default"),          # the custom resources only where they live
+        ("update", audit, work), ("patch", audit, work), ("delete", audit, work), ("create", audit, crs),
+        ("list", "deployments.apps", work), ("watch", "deployments.apps", work),
+        ("create", "deployments.apps", work), ("update", "deployments.apps", work),
+        ("delete", "deployments.apps", work),
+        ("patch", "deployments.apps", work, ("--subresource=scale",)),
+        ("update", "deployments.apps", work, ("--subresource=scale",)),
+        ("patch", "deployments.apps", crs), ("get", "deployments.apps", "default"),
+        ("get", "secrets", work), ("list", "secrets", work), ("get", "secrets", home),
+        ("get", "secrets", crs),
+        ("create", "jobs.batch", work), ("get", "jobs.batch", work),
+        ("create", "persistentvolumeclaims", work), ("get", "services", work),
+        ("create", "ingresses.networking.k8s.io", work), ("get", "pods", work),
+        ("create", "pods", work, ("--subresource=exec",)), ("create", "events", work),
+        ("get", "leases.coordination.k8s.io/airlock-operator", work),
+        ("list", "nodes", None), ("list", "namespaces", None),
+        ("list", ds, None),                                    # not cluster-wide
+        ("*", "*", work),
+    ]
+    wrong = [c for c in allowed if not can(c[0], c[1], c[2], *c[3:])]
+    assert not wrong, f"the chart's RBAC refuses what the frontend needs: {wrong}"
+    wrong = [c for c in denied if can(c[0], c[1], c[2], *c[3:])]
+    assert not wrong, f"the chart's RBAC grants the frontend more than it needs: {wrong}"

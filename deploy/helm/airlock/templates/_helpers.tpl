@@ -214,3 +214,77 @@ modes can never drift apart. Each rule says why the operator needs it.
   resources: ["leases"]
   verbs: ["create"]
 {{- end -}}
+
+{{/*
+The frontend's rules (templates/frontend.yaml), each for a call it makes.
+No watch anywhere: the frontend reads on demand and reconciles nothing.
+*/}}
+
+{{/* On the custom resources, where they live (watchNamespace, else namespace). */}}
+{{- define "airlock.rules.frontendCustomResources" -}}
+# The API over the Kubernetes store: people list and read the datasources they
+# may see, create them (POST /api/v1/datasources), and the requester or an admin
+# changes labels (PUT) or deletes one. No patch: store_kube writes a spec with PUT.
+- apiGroups: ["xlscsde.nhs.uk"]
+  resources: ["analyticsworkspacedatasources"]
+  verbs: ["get", "list", "create", "update", "delete"]
+# The gates' decisions (approve, reject, "all files uploaded") are merge patches
+# on /status; a datasource created with a status gets it by a PUT on /status.
+- apiGroups: ["xlscsde.nhs.uk"]
+  resources: ["analyticsworkspacedatasources/status"]
+  verbs: ["update", "patch"]
+# An uploaded datasource's binding to its workspace is created with it, and
+# removed with it; admins manage bindings through /api/v1/databindings.
+- apiGroups: ["xlscsde.nhs.uk"]
+  resources: ["analyticsworkspacedatabindings"]
+  verbs: ["get", "list", "create", "update", "delete"]
+# Which workspaces exist and who belongs to them. Read only: the
+# workspace-management system owns them (the API answers 403 to writes).
+- apiGroups: ["xlscsde.nhs.uk"]
+  resources: ["analyticsworkspaces", "analyticsworkspacebindings"]
+  verbs: ["get", "list"]
+{{- end -}}
+
+{{/* In the workload namespace: the uploaders and the audit log. */}}
+{{- define "airlock.rules.frontendWorkloads" -}}
+# The uploaders (src/runtime/uploader_scale.h): get reads one (owner, replicas,
+# readiness); patch is uploader_wake (replicas 1 + scaled-up-at) and
+# uploader_activity_touch's last-activity, merge patches on the Deployment. No
+# list, create, update, delete, and nothing on deployments/scale.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "patch"]
+# The hash-chained audit log, shared with the operator: create appends, get
+# finds the head, list reads it back (a datasource's history). Append-only.
+- apiGroups: ["xlscsde.nhs.uk"]
+  resources: ["airlockauditrecords"]
+  verbs: ["get", "list", "create"]
+{{- end -}}
+
+{{/*
+The frontend's external URL (web.externalUrl): frontend.externalUrl, else
+from its Ingress (https when it has a TLS section), else "" (the Host header).
+*/}}
+{{- define "airlock.frontendExternalUrl" -}}
+{{- if .Values.frontend.externalUrl -}}
+{{- .Values.frontend.externalUrl | trimSuffix "/" -}}
+{{- else if and .Values.frontend.ingress.enabled .Values.frontend.ingress.host -}}
+{{- printf "%s://%s" (ternary "https" "http" (not (empty .Values.frontend.ingress.tls))) .Values.frontend.ingress.host -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The frontend's settings file (docs/configuration.md): web and oidc only. */}}
+{{- define "airlock.frontendConfig" -}}
+{{- $fe := .Values.frontend -}}
+{{- $web := dict "sessionIdleSeconds" (int $fe.sessionIdleSeconds) -}}
+{{- with (include "airlock.frontendExternalUrl" .) }}{{ $_ := set $web "externalUrl" . }}{{ end -}}
+{{- $cfg := dict "web" $web -}}
+{{- if $fe.oidc.issuer -}}
+{{- $oidc := dict "issuer" $fe.oidc.issuer "clientId" $fe.oidc.clientId "groupsClaim" $fe.oidc.groupsClaim "workspaceGroupPrefix" $fe.oidc.workspaceGroupPrefix -}}
+{{- if $fe.oidc.clientSecret.secretName -}}
+{{- $_ := set $oidc "clientSecretFile" "/var/run/airlock/oidc/client-secret" -}}
+{{- end -}}
+{{- $cfg = set $cfg "oidc" (merge $oidc (deepCopy ($fe.oidc.extra | default dict))) -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- end -}}
