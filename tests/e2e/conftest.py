@@ -24,6 +24,23 @@ def pytest_configure(config):
             f"airlock binary {BIN} not found: run `make` first or set AIRLOCK_BIN")
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(log: Path, context: int = 4000) -> str:
+    """The first sanitizer report in a server's log, or ''."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    hits = [text.find(m) for m in SANITIZER_MARKERS if m in text]
+    if not hits:
+        return ""
+    start = max(0, min(hits) - 200)
+    return text[start:start + context]
+
+
 class Airlock:
     """One running embedded airlock with its own data directory."""
 
@@ -75,16 +92,28 @@ class Airlock:
         raise RuntimeError("airlock serve never became ready")
 
     def stop(self, sig=signal.SIGTERM):
+        """Stops the server. A SIGTERM stop must end cleanly (exit 0, in
+        time); under any stop, a sanitizer report in the server's log (ASan,
+        LSan at exit, UBSan) fails the test that owns the server."""
+        problem = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                problem = f"airlock serve did not stop within 30 s of signal {sig}"
+            if problem is None and sig == signal.SIGTERM and self.proc.returncode != 0:
+                problem = f"airlock serve exited {self.proc.returncode} on SIGTERM"
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
         self.proc = None
+        report = sanitizer_report(self.log)
+        if report:
+            problem = (problem + "; " if problem else "") + "sanitizer report in its log:\n" + report
+        if problem:
+            raise AssertionError(f"{problem}\n(log: {self.log})")
 
     def kill9(self):
         self.stop(signal.SIGKILL)
