@@ -170,16 +170,34 @@ static int cookie_id(const struct page *p, const char *name, char out[SESSION_ID
 	return session_id_valid(out);
 }
 
-/* value NULL clears the cookie. */
+/* value NULL clears the cookie. One Set-Cookie header per cookie: a second
+ * call for the same cookie replaces the first, other cookies are kept (a
+ * login sets the session cookie and clears the pre-login one). */
 static int set_cookie(struct page *p, const char *name, const char *value, int max_age)
 {
+	struct http_response *r = p->resp;
+	size_t nlen = strlen(name);
 	struct buf b;
 	int rc;
 	buf_init(&b, 1024);
 	rc = buf_appendf(&b, "%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s", name, value ? value : "",
 			 value ? max_age : 0, secure_site(p) ? "; Secure" : "");
+	for (size_t i = 0; !rc && i < r->n_headers; i++) {
+		if (!strcasecmp(r->headers[i].name, "Set-Cookie") && !strncmp(r->headers[i].value, name, nlen) &&
+		    r->headers[i].value[nlen] == '=') {
+			char *v = buf_detach(&b);
+			if (!v)
+				rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+			else {
+				free(r->headers[i].value);
+				r->headers[i].value = v;
+			}
+			buf_free(&b);
+			return rc;
+		}
+	}
 	if (!rc)
-		rc = http_response_header(p->resp, "Set-Cookie", buf_cstr(&b));
+		rc = http_response_add_header(r, "Set-Cookie", buf_cstr(&b));
 	buf_free(&b);
 	return rc;
 }
@@ -666,6 +684,10 @@ static int oidc_callback(struct page *p)
 		audit_user(p, json_string_value(json_object_get(data, "username")), "login");
 		if ((rc = set_cookie(p, session_cookie(p), fresh.id, session_store_max_seconds(p->f->sessions))))
 			session_destroy(p->f->sessions, fresh.id);
+		/* The pending login it named is used up: the browser need not keep
+		 * sending it (the login form makes a new one when it needs one). */
+		else if (have_pending && set_cookie(p, login_cookie(p), NULL, 0))
+			log_warn("oidc: cannot clear the pre-login cookie: %s", al_error_message());
 	}
 	if (secret) {
 		sodium_memzero(secret, strlen(secret));

@@ -189,8 +189,14 @@ def test_login_page_without_oidc_has_no_keycloak_link(airlock):
 def test_researcher_sees_the_workspaces_of_their_groups_and_creates_a_datasource(site, keycloak):  # noqa: F811
     before = logins(site, "rita")
     b, r = log_in(site, keycloak, "rita")
-    cookie = r.headers["Set-Cookie"]
+    # Two cookies, one header each: the session, and the used-up pre-login
+    # cookie cleared.
+    cookies = r.raw.headers.getlist("Set-Cookie")
+    assert len(cookies) == 2, cookies
+    cookie = cookies[0]
     assert cookie.startswith("airlock_session=")
+    assert cookies[1].startswith("airlock_login=;") and "Max-Age=0" in cookies[1], cookies
+    assert "airlock_login" not in b.s.cookies
     for flag in ("HttpOnly", "SameSite=Lax", "Path=/"):
         assert flag in cookie, cookie
     assert "Secure" not in cookie  # plain http on loopback
