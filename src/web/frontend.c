@@ -402,6 +402,7 @@ static void finish(struct page *p, int status, const char *title)
 	if (!rc)
 		rc = html_fmt(&doc,
 			      "<title>%s &middot; Airlock</title>\n<link rel=\"stylesheet\" href=\"/static/airlock.css\">\n"
+			      "<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\n"
 			      "</head>\n<body>\n<header class=\"top\"><a class=\"brand\" href=\"/\">Airlock</a>",
 			      title);
 	if (!rc && p->have_session && p->username) {

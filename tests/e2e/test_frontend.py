@@ -496,6 +496,15 @@ def test_pages_have_the_policy_and_no_javascript(site):
     assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
     assert css.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert "@media" in css.text  # the small-screen layout
+    # The icon: named by every page (img-src 'self'), and at /favicon.ico,
+    # which browsers ask for by themselves, instead of a 404.
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in r.text
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        icon = b.s.get(site.url + path, timeout=10)
+        assert icon.status_code == 200, path
+        assert icon.headers["Content-Type"] == "image/svg+xml"
+        assert icon.text.startswith("<svg ") and "<script" not in icon.text
+        assert icon.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
     # Referrer-Policy lets our own form posts carry an Origin.
     assert r.headers["Referrer-Policy"] == "same-origin"
     assert r.headers["X-Frame-Options"] == "DENY"
