@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "gates/gates.h"
+#include "uploader/upload_embed.h"
 #include "resource/resource.h"
 #include "store/store.h"
 #include "web/assets/assets.h"
@@ -1097,15 +1098,21 @@ static int emit_history(struct page *p, const json_t *ds)
 static int datasource_page(struct page *p, const char *ws, const char *name)
 {
 	json_t *ds = NULL;
-	const char *title, *requester;
+	const char *title;
+	struct upload_access acc;
 	int rc;
 
 	if ((rc = get_ds_in(p, ws, name, NULL, &ds)))
 		return fail(p, rc);
+	if ((rc = upload_access_of(p->f->api, p->user, ds, &acc))) {
+		json_decref(ds);
+		return fail(p, rc);
+	}
 	title = jstr(ds, "spec.displayName");
-	requester = jstr(ds, "status.requestedBy");
 	emit(p, "<p><a href=\"/workspaces/%U\">&larr; %s</a></p>\n<h1>%s</h1>\n", ws, ws, title && *title ? title : name);
-	if (!strcmp(gates_stage(ds), STAGE_UPLOADING) && requester && !strcmp(requester, p->username))
+	/* The upload page's link for whoever it offers the widget to (the
+	 * uploader's rule, upload_access_of). */
+	if (!strcmp(gates_stage(ds), STAGE_UPLOADING) && acc.may_upload)
 		emit(p, "<p><a class=\"button\" href=\"/workspaces/%U/datasources/%U/upload\">Upload files</a></p>\n", ws,
 		     name);
 	emit(p, "<div class=\"card\">\n");
@@ -1286,19 +1293,38 @@ static int uploader_endpoint(struct page *p, const json_t *ds, const char *name,
 	return *out ? AL_OK : al_error_set(AL_ERR_NOMEM, "out of memory");
 }
 
+/* "All files uploaded", for those who may say it (upload_access.may_complete). */
+static void complete_form(struct page *p, const char *ws, const char *name)
+{
+	emit(p, "<form class=\"card stack\" method=\"post\" action=\"/workspaces/%U/datasources/%U/uploaded\">\n"
+		"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
+		"<p>When every file is uploaded, say so. The files are then fixed: they are listed, checked and "
+		"wait for approval.</p>\n"
+		"<button type=\"submit\" id=\"upload-complete\" data-testid=\"upload-complete\">All files uploaded</button>\n"
+		"</form>\n",
+	     ws, name, p->sess.csrf);
+}
+
 static int upload_page(struct page *p, const char *ws, const char *name)
 {
 	json_t *ds = NULL;
 	char *endpoint = NULL;
 	const char *title, *stage, *requester;
-	int rc, mine;
+	struct upload_access acc;
+	int rc;
 
 	if ((rc = get_ds_in(p, ws, name, NULL, &ds)))
 		return fail(p, rc);
 	title = jstr(ds, "spec.displayName");
 	stage = gates_stage(ds);
 	requester = jstr(ds, "status.requestedBy");
-	mine = (requester && !strcmp(requester, p->username)) || has_role(p->user, "admin");
+	/* The uploader's own rule (upload_embed.h), not a copy of it: the page
+	 * offers the widget to exactly those whose uploads the uploader takes,
+	 * and "all files uploaded" to those it lets say so. */
+	if ((rc = upload_access_of(p->f->api, p->user, ds, &acc))) {
+		json_decref(ds);
+		return fail(p, rc);
+	}
 	emit(p, "<p><a href=\"/workspaces/%U/datasources/%U\">&larr; Details</a></p>\n<h1>Upload: %s</h1>\n", ws, name,
 	     title && *title ? title : name);
 	emit(p, "<div class=\"card\">\n");
@@ -1312,10 +1338,11 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 	} else if (strcmp(stage, STAGE_UPLOADING)) {
 		emit(p, "<div class=\"card notice\"><p>This datasource does not take uploads now (stage %s).</p></div>\n",
 		     *stage ? stage : "Submitted");
-	} else if (!mine) {
-		emit(p, "<div class=\"card notice\"><p>Only %s, who created this datasource, can upload to it.</p></div>\n",
+	} else if (!acc.may_upload && !acc.may_complete) {
+		emit(p, "<div class=\"card notice\" id=\"upload-not-yours\"><p>Only %s, who created this datasource, and "
+			"members of its workspace with the researcher or data-engineer role can upload to it.</p></div>\n",
 		     requester ? requester : "its requester");
-	} else if ((rc = uploader_endpoint(p, ds, name, &endpoint)) == AL_ERR_UNAVAILABLE) {
+	} else if (acc.may_upload && (rc = uploader_endpoint(p, ds, name, &endpoint)) == AL_ERR_UNAVAILABLE) {
 		/* Kubernetes: the uploader is scaled up and starts; without
 		 * JavaScript, the page reloads itself until it is ready. */
 		p->refresh = PREPARING_REFRESH_S;
@@ -1324,6 +1351,12 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 	} else if (rc) {
 		json_decref(ds);
 		return fail(p, rc);
+	} else if (!acc.may_upload) {
+		/* An admin outside the workspace: may end the uploads, not add to them. */
+		emit(p, "<div class=\"card notice\" id=\"upload-not-yours\"><p>Only %s, who created this datasource, and "
+			"members of its workspace with the researcher or data-engineer role can upload to it.</p></div>\n",
+		     requester ? requester : "its requester");
+		complete_form(p, ws, name);
 	} else {
 		/* The widget's tus endpoint, for its script to read. */
 		emit(p, "<div class=\"upload-area\" id=\"upload-area\" data-endpoint=\"%s\">\n", endpoint);
@@ -1344,13 +1377,12 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 				"here.</p></div>\n");
 		}
 		emit(p, "</div>\n");
-		emit(p, "<form class=\"card stack\" method=\"post\" action=\"/workspaces/%U/datasources/%U/uploaded\">\n"
-			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
-			"<p>When every file is uploaded, say so. The files are then fixed: they are listed, checked and "
-			"wait for approval.</p>\n"
-			"<button type=\"submit\" id=\"upload-complete\" data-testid=\"upload-complete\">All files uploaded</button>\n"
-			"</form>\n",
-		     ws, name, p->sess.csrf);
+		if (acc.may_complete)
+			complete_form(p, ws, name);
+		else
+			emit(p, "<div class=\"card notice\" id=\"upload-complete-by\"><p>%s, who created this datasource, "
+				"says when all files are uploaded.</p></div>\n",
+			     requester ? requester : "Its requester");
 	}
 	finish(p, 200, title && *title ? title : name);
 	free(endpoint);
