@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define KIND_DS "AnalyticsWorkspaceDataSource"
 #define WORKSPACE_LABEL "xlscsde.nhs.uk/workspace"
@@ -706,10 +707,115 @@ static int oidc_callback(struct page *p)
 	return AL_OK;
 }
 
-/* load_session for an "oidc" session: its user while the tokens are good. */
+/* Takes `data` and `secret` (stolen) as the page's session. */
+static void adopt_session(struct page *p, json_t *data, char *secret)
+{
+	json_decref(p->sess.data);
+	p->sess.data = data;
+	if (p->sess.secret) {
+		sodium_memzero(p->sess.secret, strlen(p->sess.secret));
+		free(p->sess.secret);
+	}
+	p->sess.secret = secret;
+}
+
+/* Another request of the same session may have refreshed it first (and the
+ * provider, rotating refresh tokens, then refuses ours): if the stored
+ * session has newer tokens than the ones we read, they are ours too. Read
+ * again after a moment if not yet: the winner writes right after its
+ * answer. 1 if adopted. */
+static int adopt_winner(struct page *p)
+{
+	int64_t had = (int64_t)json_integer_value(json_object_get(p->sess.data, "expires_at"));
+
+	for (int i = 0; i < 2; i++) {
+		struct session again;
+		if (i)
+			usleep(500 * 1000);
+		if (session_get(p->f->sessions, p->sess.id, &again))
+			return 0;
+		if ((int64_t)json_integer_value(json_object_get(again.data, "expires_at")) > had) {
+			adopt_session(p, again.data, again.secret);
+			again.data = NULL;
+			again.secret = NULL;
+			session_free(&again);
+			return 1;
+		}
+		session_free(&again);
+	}
+	return 0;
+}
+
+/* Refreshes the tokens of the page's OIDC session and stores the result
+ * under the same id (docs/frontend.md, "Refreshing"). AL_ERR_UNAUTHORIZED:
+ * the provider ended it (the session must end); AL_ERR_UNAVAILABLE: the
+ * provider cannot be reached (nothing changed). */
+static int oidc_refresh_session(struct page *p, const char *refresh_token)
+{
+	const char *subject = json_string_value(json_object_get(json_object_get(p->sess.data, "user"), "subject"));
+	const char *username = json_string_value(json_object_get(p->sess.data, "username"));
+	struct oidc_tokens t;
+	json_t *data = NULL;
+	char *secret = NULL;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	rc = oidc_refresh(p->f->api->oidc, refresh_token, subject, &t);
+	if (rc == AL_ERR_UNAUTHORIZED && adopt_winner(p)) {
+		log_info("oidc: the session of %s was refreshed by another request", username ? username : "?");
+		return AL_OK;
+	}
+	if (rc == AL_ERR_UNAUTHORIZED)
+		log_info("oidc: the session of %s ends: %s", username ? username : "?", al_error_message());
+	if (!rc)
+		rc = login_oidc_session_refreshed(p->sess.data, p->sess.secret, &t, &data, &secret);
+	if (!rc)
+		rc = session_update(p->f->sessions, p->sess.id, data, secret);
+	if (!rc) {
+		adopt_session(p, data, secret);
+		data = NULL;
+		secret = NULL;
+	}
+	json_decref(data);
+	if (secret) {
+		sodium_memzero(secret, strlen(secret));
+		free(secret);
+	}
+	oidc_tokens_free(&t);
+	return rc;
+}
+
+/* load_session for an "oidc" session: its user while the tokens are good,
+ * refreshed shortly before they end. When Keycloak cannot be reached the
+ * session goes on only as long as the tokens it already gave (no access
+ * beyond what Keycloak allowed); after that the pages answer 503 but the
+ * session is kept, so it resumes when Keycloak is back. */
 static int oidc_session_user(struct page *p)
 {
-	return login_oidc_session_user(p->sess.data, (int64_t)time(NULL), &p->user);
+	int64_t now = (int64_t)time(NULL);
+	char *refresh_token = NULL;
+	int rc;
+
+	if ((rc = login_oidc_secret_token(p->sess.secret, "refresh_token", &refresh_token)))
+		return rc;
+	if (login_oidc_refresh_state(p->sess.data, refresh_token != NULL, now) == LOGIN_OIDC_REFRESH) {
+		rc = oidc_refresh_session(p, refresh_token);
+		if (rc == AL_ERR_UNAVAILABLE) {
+			json_t *exp = json_object_get(p->sess.data, "expires_at");
+			log_warn("oidc: cannot refresh a web session: %s", al_error_message());
+			rc = json_is_integer(exp) && (int64_t)json_integer_value(exp) > now
+				     ? AL_OK
+				     : al_error_set(AL_ERR_UNAVAILABLE, "Keycloak cannot be reached to renew your "
+									"session. Try again in a minute.");
+		}
+	}
+	if (refresh_token) {
+		sodium_memzero(refresh_token, strlen(refresh_token));
+		free(refresh_token);
+	}
+	if (rc)
+		return rc;
+	return login_oidc_session_user(p->sess.data, now, &p->user);
 }
 
 /* After POST /logout of an OIDC session: the airlock session is gone; the
