@@ -1595,8 +1595,8 @@ static void emit_type_choice(struct page *p, const json_t *types, const char *id
 
 static int review_page(struct page *p, const char *name)
 {
-	json_t *ds = NULL, *types = NULL;
-	const char *title, *stage, *requester, *digest;
+	json_t *ds = NULL, *types = NULL, *missing = NULL;
+	const char *title, *stage, *requester, *digest, *given;
 	int rc;
 
 	if (!is_reviewer(p))
@@ -1621,28 +1621,50 @@ static int review_page(struct page *p, const char *name)
 	}
 	emit(p, "<h2>Decision</h2>\n");
 	types = can_decide_at(p, stage) ? my_types(p, ds) : NULL;
+	/* One person, one approval type per gate (gates.c refuses a second):
+	 * after approving as one type, offer no Approve for another. */
+	given = gates_user_approved(ds, p->username);
+	if (given && can_decide_at(p, stage)) {
+		struct buf list;
+		size_t i;
+		json_t *t;
+		buf_init(&list, 4096);
+		missing = gates_missing_approvals(&p->f->api->cfg->gates, ds);
+		json_array_foreach(missing, i, t)
+			if (json_is_string(t) && (buf_appendf(&list, "%s%s", list.len ? ", " : "", json_string_value(t)) < 0))
+				p->err = 1;
+		emit(p, "<div class=\"card notice\" id=\"approved-as\"><p>You have approved as %s; another person must "
+			"give %s.</p></div>\n",
+		     given, list.len ? buf_cstr(&list) : "the remaining approvals");
+		buf_free(&list);
+	}
 	if (!can_decide_at(p, stage)) {
 		emit(p, "<div class=\"card\"><p>Nothing to decide here now (stage %s).</p></div>\n", *stage ? stage : "Submitted");
 	} else if (requester && !strcmp(requester, p->username)) {
 		emit(p, "<div class=\"card notice\"><p>You requested this datasource, so another person must decide on "
 			"it.</p></div>\n");
 	} else if (!json_array_size(types)) {
-		emit(p, "<div class=\"card\"><p>Every approval you could give here has been given.</p></div>\n");
+		if (!given)
+			emit(p, "<div class=\"card\"><p>Every approval you could give here has been given.</p></div>\n");
 	} else {
 		int review = !strcmp(stage, STAGE_AWAITING_APPROVAL);
-		emit(p, "<div class=\"actions\">\n<form class=\"card stack\" method=\"post\" action=\"/approvals/%U\">\n"
-			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
-			"<input type=\"hidden\" name=\"decision\" value=\"approve\">\n",
-		     name, p->sess.csrf);
-		if (review && digest)
-			emit(p, "<input type=\"hidden\" name=\"digest\" value=\"%s\">\n"
-				"<p>You approve exactly the files listed above (digest <code class=\"hash\">%s</code>). If "
-				"they change, your approval no longer counts.</p>\n",
-			     digest, digest);
-		else
-			emit(p, "<p>You allow the airlock to collect this data.</p>\n");
-		emit_type_choice(p, types, "approve-type");
-		emit(p, "<button type=\"submit\">Approve</button>\n</form>\n");
+		emit(p, "<div class=\"actions\">\n");
+		/* Rejecting stays open to them (the gates allow it). */
+		if (!given) {
+			emit(p, "<form class=\"card stack\" method=\"post\" action=\"/approvals/%U\">\n"
+				"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
+				"<input type=\"hidden\" name=\"decision\" value=\"approve\">\n",
+			     name, p->sess.csrf);
+			if (review && digest)
+				emit(p, "<input type=\"hidden\" name=\"digest\" value=\"%s\">\n"
+					"<p>You approve exactly the files listed above (digest <code class=\"hash\">%s</code>). "
+					"If they change, your approval no longer counts.</p>\n",
+				     digest, digest);
+			else
+				emit(p, "<p>You allow the airlock to collect this data.</p>\n");
+			emit_type_choice(p, types, "approve-type");
+			emit(p, "<button type=\"submit\">Approve</button>\n</form>\n");
+		}
 		emit(p, "<form class=\"card stack\" method=\"post\" action=\"/approvals/%U\">\n"
 			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
 			"<input type=\"hidden\" name=\"decision\" value=\"reject\">\n"
@@ -1653,6 +1675,7 @@ static int review_page(struct page *p, const char *name)
 		emit(p, "<button type=\"submit\" class=\"danger\">Reject</button>\n</form>\n</div>\n");
 	}
 	json_decref(types);
+	json_decref(missing);
 	finish(p, 200, title && *title ? title : name);
 	json_decref(ds);
 	return AL_OK;
