@@ -70,7 +70,7 @@ WEB_GEN := build/web
 WEB_DEPS := $(WEB_GEN)/tus.min.js $(WEB_GEN)/tus-licenses.txt
 $(WEB_DEPS) &: scripts/web-deps.sh
 	scripts/web-deps.sh $(WEB_GEN)
-$(BUILD)/src/web/assets/assets.o: $(wildcard src/web/assets/*.css src/web/assets/*.js) $(WEB_DEPS)
+$(BUILD)/src/web/assets/assets.o: $(wildcard src/web/assets/*.css src/web/assets/*.js src/web/assets/*.svg) $(WEB_DEPS)
 
 # The CRDs are embedded verbatim: the C validator interprets their schemas.
 $(BUILD)/gen/crd_data.c: $(CRDS) scripts/embed-crds.sh

@@ -3,6 +3,11 @@
 # from a CDN, never at run time).
 #
 #   scripts/web-deps.sh            install them into the cache (bootstrap.sh)
+#   scripts/web-deps.sh --package-dir
+#                                  print the installed tus-js-client package's
+#                                  directory (for tests that drive it with
+#                                  node); installs nothing: exits 1 if the
+#                                  cache does not have it
 #   scripts/web-deps.sh OUTDIR     ... and write what the build embeds:
 #       OUTDIR/tus.min.js          tus-js-client's browser bundle, prefixed
 #                                  with its name, version and licence
@@ -22,6 +27,15 @@ TUS_JS_CLIENT_INTEGRITY="sha512-ZLeYmjrkaU1fUsKbIi8JML52uAocjEZtBx4DKjRrqzrZa0O4
 cache=${AIRLOCK_CACHE:-$HOME/.cache/airlock}
 dir="$cache/web-tus-js-client-$TUS_JS_CLIENT_VERSION"
 pkg="$dir/node_modules/tus-js-client"
+
+if [ "${1:-}" = "--package-dir" ]; then
+	if [ ! -f "$dir/.complete" ] || [ ! -f "$pkg/package.json" ]; then
+		echo "web-deps: tus-js-client $TUS_JS_CLIENT_VERSION is not installed in $dir: run scripts/bootstrap.sh build (or scripts/web-deps.sh)" >&2
+		exit 1
+	fi
+	echo "$pkg"
+	exit 0
+fi
 
 if [ ! -f "$dir/.complete" ]; then
 	if ! command -v npm >/dev/null 2>&1; then

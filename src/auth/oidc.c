@@ -775,35 +775,27 @@ static int copy_token(const json_t *answer, const char *name, int required, char
 	return AL_OK;
 }
 
-int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri, const char *code_verifier,
-		      const char *nonce, struct oidc_tokens *out)
+/* One call of the token endpoint as this confidential client: `form` (its
+ * own parameters; client_id is added) with the client secret sent by HTTP
+ * Basic (client_secret_basic: both parts form-encoded first, RFC 6749
+ * 2.3.1). *answer is the JSON of a 200 answer with a Bearer token_type.
+ * `what` names the step in messages ("login", "refresh"). A refusal is
+ * AL_ERR_UNAUTHORIZED with the provider's error code (a known shape only)
+ * in the message; a provider that cannot be reached or answers 5xx
+ * AL_ERR_UNAVAILABLE. */
+static int token_call(struct oidc *o, struct buf *form, const char *what, json_t **answer)
 {
-	struct jwt_expect id_e = { .issuer = o->issuer, .audience = o->client_id, .nonce = nonce, .typ = "ID",
-				   .id_token = 1, .leeway_seconds = o->leeway };
-	struct jwt_expect at_e = { .issuer = o->issuer, .audience = o->client_id, .typ = "Bearer",
-				   .leeway_seconds = o->leeway };
-	struct buf form, cred, basic;
-	json_t *answer = NULL, *id_claims = NULL, *at_claims = NULL;
+	struct buf cred, basic;
 	char *cred64 = NULL;
-	const char *tt, *s1, *s2;
+	const char *tt;
 	long status = 0;
 	int rc;
 
-	memset(out, 0, sizeof(*out));
-	buf_init(&form, 64 * 1024);
+	*answer = NULL;
 	buf_init(&cred, 16 * 1024);
 	buf_init(&basic, 16 * 1024);
-	if (!o->client_secret)
-		return al_error_set(AL_ERR_INVALID, "oidc: browser login needs oidc.clientSecretFile");
-	if (!code || !*code || !redirect_uri || !code_verifier || !nonce)
-		return al_error_set(AL_ERR_INVALID, "oidc login: code, redirect URI, code verifier and nonce are required");
-	if ((rc = ensure_discovered(o)))
-		return rc;
-	if ((rc = add_param(&form, "grant_type", "authorization_code")) || (rc = add_param(&form, "code", code)) ||
-	    (rc = add_param(&form, "redirect_uri", redirect_uri)) ||
-	    (rc = add_param(&form, "code_verifier", code_verifier)) || (rc = add_param(&form, "client_id", o->client_id)))
+	if ((rc = add_param(form, "client_id", o->client_id)))
 		goto out;
-	/* client_secret_basic: both parts form-encoded first (RFC 6749 2.3.1). */
 	if ((rc = oidc_url_encode(&cred, o->client_id)) || (rc = buf_appendc(&cred, ':')) ||
 	    (rc = oidc_url_encode(&cred, o->client_secret)))
 		goto out;
@@ -817,10 +809,10 @@ int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri
 		if ((rc = buf_appendf(&basic, "Basic %s", cred64)))
 			goto out;
 	}
-	if ((rc = fetch_json(o, o->token_endpoint, basic.ptr, form.ptr, &status, &answer)))
+	if ((rc = fetch_json(o, o->token_endpoint, basic.ptr, form->ptr, &status, answer)))
 		goto out;
-	if (status != 200 || !json_is_object(answer)) {
-		const char *err = json_string_value(json_object_get(answer, "error"));
+	if (status != 200 || !json_is_object(*answer)) {
+		const char *err = json_string_value(json_object_get(*answer, "error"));
 		char tame[64];
 		size_t k;
 		for (k = 0; err && err[k] && k + 1 < sizeof(tame) && ((err[k] >= 'a' && err[k] <= 'z') || err[k] == '_');
@@ -828,20 +820,50 @@ int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri
 			tame[k] = err[k];
 		tame[k] = '\0';
 		rc = al_error_set(status >= 500 || status == 0 ? AL_ERR_UNAVAILABLE : AL_ERR_UNAUTHORIZED,
-				  "the identity provider refused the login (%ld%s%s): start again", status,
-				  k ? ", " : "", tame);
+				  "the identity provider refused the %s (%ld%s%s)%s", what, status, k ? ", " : "", tame,
+				  strcmp(what, "login") ? "" : ": start again");
 		goto out;
 	}
-	tt = json_string_value(json_object_get(answer, "token_type"));
-	if (!tt || strcasecmp(tt, "Bearer")) {
+	tt = json_string_value(json_object_get(*answer, "token_type"));
+	if (!tt || strcasecmp(tt, "Bearer"))
 		rc = al_error_set(AL_ERR_UNAUTHORIZED, "the identity provider sent a token that is not a Bearer token");
-		goto out;
+out:
+	if (rc && *answer) {
+		wipe_token_answer(*answer);
+		json_decref(*answer);
+		*answer = NULL;
 	}
+	if (cred.ptr)
+		sodium_memzero(cred.ptr, cred.len);
+	if (basic.ptr)
+		sodium_memzero(basic.ptr, basic.len);
+	buf_free(&cred);
+	buf_free(&basic);
+	wipe_free(cred64);
+	return rc;
+}
+
+/* The tokens of a token endpoint answer, verified: the ID token (required
+ * at login, optional on a refresh; nonce checked when given), the access
+ * token, and that both name the same subject - and `subject`, when given
+ * (a refresh must not turn into another person). The user comes from the
+ * access token's claims, as for a bearer token. */
+static int tokens_from_answer(struct oidc *o, const json_t *answer, const char *nonce, int id_required,
+			      const char *subject, struct oidc_tokens *out)
+{
+	struct jwt_expect id_e = { .issuer = o->issuer, .audience = o->client_id, .nonce = nonce, .typ = "ID",
+				   .id_token = 1, .leeway_seconds = o->leeway };
+	struct jwt_expect at_e = { .issuer = o->issuer, .audience = o->client_id, .typ = "Bearer",
+				   .leeway_seconds = o->leeway };
+	json_t *id_claims = NULL, *at_claims = NULL, *rexp;
+	const char *s1, *s2;
+	int rc;
+
 	if ((rc = copy_token(answer, "access_token", 1, &out->access_token)) ||
-	    (rc = copy_token(answer, "id_token", 1, &out->id_token)) ||
+	    (rc = copy_token(answer, "id_token", id_required, &out->id_token)) ||
 	    (rc = copy_token(answer, "refresh_token", 0, &out->refresh_token)))
 		goto out;
-	if ((rc = verify_token(o, out->id_token, &id_e, &id_claims))) {
+	if (out->id_token && (rc = verify_token(o, out->id_token, &id_e, &id_claims))) {
 		al_error_wrap(rc, "ID token");
 		goto out;
 	}
@@ -853,30 +875,85 @@ int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri
 		al_error_wrap(rc, "access token");
 		goto out;
 	}
-	s1 = json_string_value(json_object_get(id_claims, "sub"));
+	s1 = id_claims ? json_string_value(json_object_get(id_claims, "sub")) : subject;
 	s2 = json_string_value(json_object_get(at_claims, "sub"));
-	if (!s1 || !s2 || strcmp(s1, s2)) {
+	if ((id_claims && (!s1 || !s2 || strcmp(s1, s2))) || (subject && (!s2 || strcmp(subject, s2)))) {
 		rc = al_error_set(AL_ERR_UNAUTHORIZED, "the ID token and the access token name different users");
 		goto out;
 	}
 	if ((rc = oidc_user_from_claims(o, at_claims, &out->user)))
 		goto out;
 	out->expires_at = (int64_t)json_number_value(json_object_get(at_claims, "exp"));
+	/* Keycloak says how long its refresh token lives (not a standard
+	 * field; 0 means "no end of its own", an offline token). */
+	rexp = json_object_get(answer, "refresh_expires_in");
+	if (json_is_integer(rexp) && json_integer_value(rexp) > 0)
+		out->refresh_expires_at = (int64_t)time(NULL) + (int64_t)json_integer_value(rexp);
+out:
+	json_decref(id_claims);
+	json_decref(at_claims);
+	return rc;
+}
+
+int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri, const char *code_verifier,
+		      const char *nonce, struct oidc_tokens *out)
+{
+	struct buf form;
+	json_t *answer = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&form, 64 * 1024);
+	if (!o->client_secret)
+		return al_error_set(AL_ERR_INVALID, "oidc: browser login needs oidc.clientSecretFile");
+	if (!code || !*code || !redirect_uri || !code_verifier || !nonce)
+		return al_error_set(AL_ERR_INVALID, "oidc login: code, redirect URI, code verifier and nonce are required");
+	if ((rc = ensure_discovered(o)))
+		return rc;
+	if ((rc = add_param(&form, "grant_type", "authorization_code")) || (rc = add_param(&form, "code", code)) ||
+	    (rc = add_param(&form, "redirect_uri", redirect_uri)) ||
+	    (rc = add_param(&form, "code_verifier", code_verifier)))
+		goto out;
+	if ((rc = token_call(o, &form, "login", &answer)))
+		goto out;
+	rc = tokens_from_answer(o, answer, nonce, 1, NULL, out);
 out:
 	if (form.ptr)
 		sodium_memzero(form.ptr, form.len);
-	if (cred.ptr)
-		sodium_memzero(cred.ptr, cred.len);
-	if (basic.ptr)
-		sodium_memzero(basic.ptr, basic.len);
 	buf_free(&form);
-	buf_free(&cred);
-	buf_free(&basic);
-	wipe_free(cred64);
 	wipe_token_answer(answer);
 	json_decref(answer);
-	json_decref(id_claims);
-	json_decref(at_claims);
+	if (rc)
+		oidc_tokens_free(out);
+	return rc;
+}
+
+int oidc_refresh(struct oidc *o, const char *refresh_token, const char *subject, struct oidc_tokens *out)
+{
+	struct buf form;
+	json_t *answer = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&form, 64 * 1024);
+	if (!o->client_secret)
+		return al_error_set(AL_ERR_INVALID, "oidc: refreshing a web session needs oidc.clientSecretFile");
+	if (!refresh_token || !*refresh_token || !subject || !*subject)
+		return al_error_set(AL_ERR_INVALID, "oidc refresh: the refresh token and the subject are required");
+	if ((rc = ensure_discovered(o)))
+		return rc;
+	if ((rc = add_param(&form, "grant_type", "refresh_token")) ||
+	    (rc = add_param(&form, "refresh_token", refresh_token)))
+		goto out;
+	if ((rc = token_call(o, &form, "refresh", &answer)))
+		goto out;
+	rc = tokens_from_answer(o, answer, NULL, 0, subject, out);
+out:
+	if (form.ptr)
+		sodium_memzero(form.ptr, form.len);
+	buf_free(&form);
+	wipe_token_answer(answer);
+	json_decref(answer);
 	if (rc)
 		oidc_tokens_free(out);
 	return rc;

@@ -112,6 +112,8 @@ struct oidc_tokens {
 	char *id_token;        /* keep for the logout URL's id_token_hint */
 	char *refresh_token;   /* NULL when the provider sent none */
 	int64_t expires_at;    /* Unix seconds: the access token's exp */
+	int64_t refresh_expires_at; /* when the refresh token ends (Keycloak's
+				     * refresh_expires_in); 0: not said */
 };
 /* Exchanges the authorization code at the token endpoint (client secret
  * from clientSecretFile, sent with HTTP Basic; the PKCE code_verifier), then
@@ -122,6 +124,20 @@ struct oidc_tokens {
 int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri, const char *code_verifier,
 		      const char *nonce, struct oidc_tokens *out);
 void oidc_tokens_free(struct oidc_tokens *t);
+
+/* The refresh grant (grant_type=refresh_token at the token endpoint, client
+ * authentication as for the code). The answer is checked as a login's: the
+ * access token always, the ID token when the provider sends one (without a
+ * nonce: a refreshed ID token need not repeat it); both must name
+ * `subject`, the person the session was made for, and the user is read
+ * afresh from the new access token (roles and groups as they are now).
+ * out->refresh_token is NULL when the provider sent no new one (keep the
+ * old), out->id_token likewise.
+ * AL_ERR_UNAUTHORIZED when the provider refuses (invalid_grant: its session
+ * ended, the user was logged out or disabled, the token expired or was
+ * used) or a token is bad: the web session must end. AL_ERR_UNAVAILABLE
+ * when the provider cannot be reached or answers 5xx: nothing is known. */
+int oidc_refresh(struct oidc *o, const char *refresh_token, const char *subject, struct oidc_tokens *out);
 
 /* RP-initiated logout: the provider's end_session_endpoint with
  * id_token_hint (may be NULL), client_id and post_logout_redirect_uri (may

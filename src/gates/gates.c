@@ -365,6 +365,17 @@ json_t *gates_missing_approvals(const struct gates_config *cfg, const json_t *ob
 	return out;
 }
 
+const char *gates_user_approved(const json_t *obj, const char *user)
+{
+	const char *stage = gates_stage(obj);
+	const char *gate = !strcmp(stage, STAGE_AWAITING_REQUEST)    ? "request"
+			   : !strcmp(stage, STAGE_AWAITING_APPROVAL) ? "review"
+								     : NULL;
+	/* The same test approve_common applies: what the page offers is what
+	 * the gate would accept. */
+	return gate && user ? user_approved_type(json_object_get(obj, "status"), gate, user) : NULL;
+}
+
 /* Which approval type does this decision concern? The named one, or the first
  * still-missing type the actor's roles allow. */
 static int pick_type(struct gate_ctx *c, const char *gate, const struct gate_approval_type **out)

@@ -117,6 +117,13 @@ enum gate_direction gates_direction(const json_t *obj);
 int gates_actor_has_role(const struct gate_actor *actor, const char *role);
 /* The approval types still missing at the current gate (new array of strings). */
 json_t *gates_missing_approvals(const struct gates_config *cfg, const json_t *obj);
+
+/* The approval type `user` has given at the datasource's current gate that
+ * still counts (at review: for the current manifest digest), or NULL. While
+ * it is set the gates refuse that person any other approval type there (each
+ * required approval must come from a different person). The string lives
+ * as long as obj. */
+const char *gates_user_approved(const json_t *obj, const char *user);
 /* 1 when the stage is terminal (Published, Purged). */
 int gates_stage_is_terminal(const char *stage);
 

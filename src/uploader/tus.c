@@ -401,9 +401,29 @@ static int commit(struct tus_req *r)
 	return AL_OK;
 }
 
+/* Ends the request's hold on the upload: the writer, the data file and
+ * both locks. Called once the answer is decided and before it is filled
+ * in: the server sends the answer as soon as on_end (or a failing on_data)
+ * returns, and calls on_close only after the client has it, so a client
+ * that sends its next PATCH at once would otherwise find the upload still
+ * locked (423). Leaves r for req_free. */
+static void release_upload(struct tus_req *r)
+{
+	writer_close(r->w);
+	r->w = NULL;
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	upload_unlock(r->upload_lock);
+	r->upload_lock = -1;
+	upload_store_unlock(r->store_lock);
+	r->store_lock = -1;
+}
+
 static int fail_mid_body(struct tus_req *r, struct http_response *resp, int status, const char *message)
 {
 	rollback(r);
+	release_upload(r);
 	r->failed = 1;
 	answer_error(resp, status, message);
 	if (r->creating)
@@ -468,6 +488,7 @@ static void on_end(void *ctx, const struct http_request *req, struct http_respon
 		fail_mid_body(r, resp, rc == AL_ERR_TOO_LARGE ? 507 : status_of(rc), al_error_message());
 		return;
 	}
+	release_upload(r);
 	answer_empty(resp, r->creating ? 201 : 204);
 	if (r->creating)
 		header_location(resp, &r->rt, r->u.id);

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "gates/gates.h"
+#include "uploader/upload_embed.h"
 #include "resource/resource.h"
 #include "store/store.h"
 #include "web/assets/assets.h"
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define KIND_DS "AnalyticsWorkspaceDataSource"
 #define WORKSPACE_LABEL "xlscsde.nhs.uk/workspace"
@@ -170,16 +172,34 @@ static int cookie_id(const struct page *p, const char *name, char out[SESSION_ID
 	return session_id_valid(out);
 }
 
-/* value NULL clears the cookie. */
+/* value NULL clears the cookie. One Set-Cookie header per cookie: a second
+ * call for the same cookie replaces the first, other cookies are kept (a
+ * login sets the session cookie and clears the pre-login one). */
 static int set_cookie(struct page *p, const char *name, const char *value, int max_age)
 {
+	struct http_response *r = p->resp;
+	size_t nlen = strlen(name);
 	struct buf b;
 	int rc;
 	buf_init(&b, 1024);
 	rc = buf_appendf(&b, "%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s", name, value ? value : "",
 			 value ? max_age : 0, secure_site(p) ? "; Secure" : "");
+	for (size_t i = 0; !rc && i < r->n_headers; i++) {
+		if (!strcasecmp(r->headers[i].name, "Set-Cookie") && !strncmp(r->headers[i].value, name, nlen) &&
+		    r->headers[i].value[nlen] == '=') {
+			char *v = buf_detach(&b);
+			if (!v)
+				rc = al_error_set(AL_ERR_NOMEM, "out of memory");
+			else {
+				free(r->headers[i].value);
+				r->headers[i].value = v;
+			}
+			buf_free(&b);
+			return rc;
+		}
+	}
 	if (!rc)
-		rc = http_response_header(p->resp, "Set-Cookie", buf_cstr(&b));
+		rc = http_response_add_header(r, "Set-Cookie", buf_cstr(&b));
 	buf_free(&b);
 	return rc;
 }
@@ -384,6 +404,7 @@ static void finish(struct page *p, int status, const char *title)
 	if (!rc)
 		rc = html_fmt(&doc,
 			      "<title>%s &middot; Airlock</title>\n<link rel=\"stylesheet\" href=\"/static/airlock.css\">\n"
+			      "<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\n"
 			      "</head>\n<body>\n<header class=\"top\"><a class=\"brand\" href=\"/\">Airlock</a>",
 			      title);
 	if (!rc && p->have_session && p->username) {
@@ -666,6 +687,10 @@ static int oidc_callback(struct page *p)
 		audit_user(p, json_string_value(json_object_get(data, "username")), "login");
 		if ((rc = set_cookie(p, session_cookie(p), fresh.id, session_store_max_seconds(p->f->sessions))))
 			session_destroy(p->f->sessions, fresh.id);
+		/* The pending login it named is used up: the browser need not keep
+		 * sending it (the login form makes a new one when it needs one). */
+		else if (have_pending && set_cookie(p, login_cookie(p), NULL, 0))
+			log_warn("oidc: cannot clear the pre-login cookie: %s", al_error_message());
 	}
 	if (secret) {
 		sodium_memzero(secret, strlen(secret));
@@ -682,10 +707,115 @@ static int oidc_callback(struct page *p)
 	return AL_OK;
 }
 
-/* load_session for an "oidc" session: its user while the tokens are good. */
+/* Takes `data` and `secret` (stolen) as the page's session. */
+static void adopt_session(struct page *p, json_t *data, char *secret)
+{
+	json_decref(p->sess.data);
+	p->sess.data = data;
+	if (p->sess.secret) {
+		sodium_memzero(p->sess.secret, strlen(p->sess.secret));
+		free(p->sess.secret);
+	}
+	p->sess.secret = secret;
+}
+
+/* Another request of the same session may have refreshed it first (and the
+ * provider, rotating refresh tokens, then refuses ours): if the stored
+ * session has newer tokens than the ones we read, they are ours too. Read
+ * again after a moment if not yet: the winner writes right after its
+ * answer. 1 if adopted. */
+static int adopt_winner(struct page *p)
+{
+	int64_t had = (int64_t)json_integer_value(json_object_get(p->sess.data, "expires_at"));
+
+	for (int i = 0; i < 2; i++) {
+		struct session again;
+		if (i)
+			usleep(500 * 1000);
+		if (session_get(p->f->sessions, p->sess.id, &again))
+			return 0;
+		if ((int64_t)json_integer_value(json_object_get(again.data, "expires_at")) > had) {
+			adopt_session(p, again.data, again.secret);
+			again.data = NULL;
+			again.secret = NULL;
+			session_free(&again);
+			return 1;
+		}
+		session_free(&again);
+	}
+	return 0;
+}
+
+/* Refreshes the tokens of the page's OIDC session and stores the result
+ * under the same id (docs/frontend.md, "Refreshing"). AL_ERR_UNAUTHORIZED:
+ * the provider ended it (the session must end); AL_ERR_UNAVAILABLE: the
+ * provider cannot be reached (nothing changed). */
+static int oidc_refresh_session(struct page *p, const char *refresh_token)
+{
+	const char *subject = json_string_value(json_object_get(json_object_get(p->sess.data, "user"), "subject"));
+	const char *username = json_string_value(json_object_get(p->sess.data, "username"));
+	struct oidc_tokens t;
+	json_t *data = NULL;
+	char *secret = NULL;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	rc = oidc_refresh(p->f->api->oidc, refresh_token, subject, &t);
+	if (rc == AL_ERR_UNAUTHORIZED && adopt_winner(p)) {
+		log_info("oidc: the session of %s was refreshed by another request", username ? username : "?");
+		return AL_OK;
+	}
+	if (rc == AL_ERR_UNAUTHORIZED)
+		log_info("oidc: the session of %s ends: %s", username ? username : "?", al_error_message());
+	if (!rc)
+		rc = login_oidc_session_refreshed(p->sess.data, p->sess.secret, &t, &data, &secret);
+	if (!rc)
+		rc = session_update(p->f->sessions, p->sess.id, data, secret);
+	if (!rc) {
+		adopt_session(p, data, secret);
+		data = NULL;
+		secret = NULL;
+	}
+	json_decref(data);
+	if (secret) {
+		sodium_memzero(secret, strlen(secret));
+		free(secret);
+	}
+	oidc_tokens_free(&t);
+	return rc;
+}
+
+/* load_session for an "oidc" session: its user while the tokens are good,
+ * refreshed shortly before they end. When Keycloak cannot be reached the
+ * session goes on only as long as the tokens it already gave (no access
+ * beyond what Keycloak allowed); after that the pages answer 503 but the
+ * session is kept, so it resumes when Keycloak is back. */
 static int oidc_session_user(struct page *p)
 {
-	return login_oidc_session_user(p->sess.data, (int64_t)time(NULL), &p->user);
+	int64_t now = (int64_t)time(NULL);
+	char *refresh_token = NULL;
+	int rc;
+
+	if ((rc = login_oidc_secret_token(p->sess.secret, "refresh_token", &refresh_token)))
+		return rc;
+	if (login_oidc_refresh_state(p->sess.data, refresh_token != NULL, now) == LOGIN_OIDC_REFRESH) {
+		rc = oidc_refresh_session(p, refresh_token);
+		if (rc == AL_ERR_UNAVAILABLE) {
+			json_t *exp = json_object_get(p->sess.data, "expires_at");
+			log_warn("oidc: cannot refresh a web session: %s", al_error_message());
+			rc = json_is_integer(exp) && (int64_t)json_integer_value(exp) > now
+				     ? AL_OK
+				     : al_error_set(AL_ERR_UNAVAILABLE, "Keycloak cannot be reached to renew your "
+									"session. Try again in a minute.");
+		}
+	}
+	if (refresh_token) {
+		sodium_memzero(refresh_token, strlen(refresh_token));
+		free(refresh_token);
+	}
+	if (rc)
+		return rc;
+	return login_oidc_session_user(p->sess.data, now, &p->user);
 }
 
 /* After POST /logout of an OIDC session: the airlock session is gone; the
@@ -1074,15 +1204,21 @@ static int emit_history(struct page *p, const json_t *ds)
 static int datasource_page(struct page *p, const char *ws, const char *name)
 {
 	json_t *ds = NULL;
-	const char *title, *requester;
+	const char *title;
+	struct upload_access acc;
 	int rc;
 
 	if ((rc = get_ds_in(p, ws, name, NULL, &ds)))
 		return fail(p, rc);
+	if ((rc = upload_access_of(p->f->api, p->user, ds, &acc))) {
+		json_decref(ds);
+		return fail(p, rc);
+	}
 	title = jstr(ds, "spec.displayName");
-	requester = jstr(ds, "status.requestedBy");
 	emit(p, "<p><a href=\"/workspaces/%U\">&larr; %s</a></p>\n<h1>%s</h1>\n", ws, ws, title && *title ? title : name);
-	if (!strcmp(gates_stage(ds), STAGE_UPLOADING) && requester && !strcmp(requester, p->username))
+	/* The upload page's link for whoever it offers the widget to (the
+	 * uploader's rule, upload_access_of). */
+	if (!strcmp(gates_stage(ds), STAGE_UPLOADING) && acc.may_upload)
 		emit(p, "<p><a class=\"button\" href=\"/workspaces/%U/datasources/%U/upload\">Upload files</a></p>\n", ws,
 		     name);
 	emit(p, "<div class=\"card\">\n");
@@ -1263,19 +1399,38 @@ static int uploader_endpoint(struct page *p, const json_t *ds, const char *name,
 	return *out ? AL_OK : al_error_set(AL_ERR_NOMEM, "out of memory");
 }
 
+/* "All files uploaded", for those who may say it (upload_access.may_complete). */
+static void complete_form(struct page *p, const char *ws, const char *name)
+{
+	emit(p, "<form class=\"card stack\" method=\"post\" action=\"/workspaces/%U/datasources/%U/uploaded\">\n"
+		"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
+		"<p>When every file is uploaded, say so. The files are then fixed: they are listed, checked and "
+		"wait for approval.</p>\n"
+		"<button type=\"submit\" id=\"upload-complete\" data-testid=\"upload-complete\">All files uploaded</button>\n"
+		"</form>\n",
+	     ws, name, p->sess.csrf);
+}
+
 static int upload_page(struct page *p, const char *ws, const char *name)
 {
 	json_t *ds = NULL;
 	char *endpoint = NULL;
 	const char *title, *stage, *requester;
-	int rc, mine;
+	struct upload_access acc;
+	int rc;
 
 	if ((rc = get_ds_in(p, ws, name, NULL, &ds)))
 		return fail(p, rc);
 	title = jstr(ds, "spec.displayName");
 	stage = gates_stage(ds);
 	requester = jstr(ds, "status.requestedBy");
-	mine = (requester && !strcmp(requester, p->username)) || has_role(p->user, "admin");
+	/* The uploader's own rule (upload_embed.h), not a copy of it: the page
+	 * offers the widget to exactly those whose uploads the uploader takes,
+	 * and "all files uploaded" to those it lets say so. */
+	if ((rc = upload_access_of(p->f->api, p->user, ds, &acc))) {
+		json_decref(ds);
+		return fail(p, rc);
+	}
 	emit(p, "<p><a href=\"/workspaces/%U/datasources/%U\">&larr; Details</a></p>\n<h1>Upload: %s</h1>\n", ws, name,
 	     title && *title ? title : name);
 	emit(p, "<div class=\"card\">\n");
@@ -1289,10 +1444,11 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 	} else if (strcmp(stage, STAGE_UPLOADING)) {
 		emit(p, "<div class=\"card notice\"><p>This datasource does not take uploads now (stage %s).</p></div>\n",
 		     *stage ? stage : "Submitted");
-	} else if (!mine) {
-		emit(p, "<div class=\"card notice\"><p>Only %s, who created this datasource, can upload to it.</p></div>\n",
+	} else if (!acc.may_upload && !acc.may_complete) {
+		emit(p, "<div class=\"card notice\" id=\"upload-not-yours\"><p>Only %s, who created this datasource, and "
+			"members of its workspace with the researcher or data-engineer role can upload to it.</p></div>\n",
 		     requester ? requester : "its requester");
-	} else if ((rc = uploader_endpoint(p, ds, name, &endpoint)) == AL_ERR_UNAVAILABLE) {
+	} else if (acc.may_upload && (rc = uploader_endpoint(p, ds, name, &endpoint)) == AL_ERR_UNAVAILABLE) {
 		/* Kubernetes: the uploader is scaled up and starts; without
 		 * JavaScript, the page reloads itself until it is ready. */
 		p->refresh = PREPARING_REFRESH_S;
@@ -1301,6 +1457,12 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 	} else if (rc) {
 		json_decref(ds);
 		return fail(p, rc);
+	} else if (!acc.may_upload) {
+		/* An admin outside the workspace: may end the uploads, not add to them. */
+		emit(p, "<div class=\"card notice\" id=\"upload-not-yours\"><p>Only %s, who created this datasource, and "
+			"members of its workspace with the researcher or data-engineer role can upload to it.</p></div>\n",
+		     requester ? requester : "its requester");
+		complete_form(p, ws, name);
 	} else {
 		/* The widget's tus endpoint, for its script to read. */
 		emit(p, "<div class=\"upload-area\" id=\"upload-area\" data-endpoint=\"%s\">\n", endpoint);
@@ -1321,13 +1483,12 @@ static int upload_page(struct page *p, const char *ws, const char *name)
 				"here.</p></div>\n");
 		}
 		emit(p, "</div>\n");
-		emit(p, "<form class=\"card stack\" method=\"post\" action=\"/workspaces/%U/datasources/%U/uploaded\">\n"
-			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
-			"<p>When every file is uploaded, say so. The files are then fixed: they are listed, checked and "
-			"wait for approval.</p>\n"
-			"<button type=\"submit\" id=\"upload-complete\" data-testid=\"upload-complete\">All files uploaded</button>\n"
-			"</form>\n",
-		     ws, name, p->sess.csrf);
+		if (acc.may_complete)
+			complete_form(p, ws, name);
+		else
+			emit(p, "<div class=\"card notice\" id=\"upload-complete-by\"><p>%s, who created this datasource, "
+				"says when all files are uploaded.</p></div>\n",
+			     requester ? requester : "Its requester");
 	}
 	finish(p, 200, title && *title ? title : name);
 	free(endpoint);
@@ -1434,8 +1595,8 @@ static void emit_type_choice(struct page *p, const json_t *types, const char *id
 
 static int review_page(struct page *p, const char *name)
 {
-	json_t *ds = NULL, *types = NULL;
-	const char *title, *stage, *requester, *digest;
+	json_t *ds = NULL, *types = NULL, *missing = NULL;
+	const char *title, *stage, *requester, *digest, *given;
 	int rc;
 
 	if (!is_reviewer(p))
@@ -1460,28 +1621,50 @@ static int review_page(struct page *p, const char *name)
 	}
 	emit(p, "<h2>Decision</h2>\n");
 	types = can_decide_at(p, stage) ? my_types(p, ds) : NULL;
+	/* One person, one approval type per gate (gates.c refuses a second):
+	 * after approving as one type, offer no Approve for another. */
+	given = gates_user_approved(ds, p->username);
+	if (given && can_decide_at(p, stage)) {
+		struct buf list;
+		size_t i;
+		json_t *t;
+		buf_init(&list, 4096);
+		missing = gates_missing_approvals(&p->f->api->cfg->gates, ds);
+		json_array_foreach(missing, i, t)
+			if (json_is_string(t) && (buf_appendf(&list, "%s%s", list.len ? ", " : "", json_string_value(t)) < 0))
+				p->err = 1;
+		emit(p, "<div class=\"card notice\" id=\"approved-as\"><p>You have approved as %s; another person must "
+			"give %s.</p></div>\n",
+		     given, list.len ? buf_cstr(&list) : "the remaining approvals");
+		buf_free(&list);
+	}
 	if (!can_decide_at(p, stage)) {
 		emit(p, "<div class=\"card\"><p>Nothing to decide here now (stage %s).</p></div>\n", *stage ? stage : "Submitted");
 	} else if (requester && !strcmp(requester, p->username)) {
 		emit(p, "<div class=\"card notice\"><p>You requested this datasource, so another person must decide on "
 			"it.</p></div>\n");
 	} else if (!json_array_size(types)) {
-		emit(p, "<div class=\"card\"><p>Every approval you could give here has been given.</p></div>\n");
+		if (!given)
+			emit(p, "<div class=\"card\"><p>Every approval you could give here has been given.</p></div>\n");
 	} else {
 		int review = !strcmp(stage, STAGE_AWAITING_APPROVAL);
-		emit(p, "<div class=\"actions\">\n<form class=\"card stack\" method=\"post\" action=\"/approvals/%U\">\n"
-			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
-			"<input type=\"hidden\" name=\"decision\" value=\"approve\">\n",
-		     name, p->sess.csrf);
-		if (review && digest)
-			emit(p, "<input type=\"hidden\" name=\"digest\" value=\"%s\">\n"
-				"<p>You approve exactly the files listed above (digest <code class=\"hash\">%s</code>). If "
-				"they change, your approval no longer counts.</p>\n",
-			     digest, digest);
-		else
-			emit(p, "<p>You allow the airlock to collect this data.</p>\n");
-		emit_type_choice(p, types, "approve-type");
-		emit(p, "<button type=\"submit\">Approve</button>\n</form>\n");
+		emit(p, "<div class=\"actions\">\n");
+		/* Rejecting stays open to them (the gates allow it). */
+		if (!given) {
+			emit(p, "<form class=\"card stack\" method=\"post\" action=\"/approvals/%U\">\n"
+				"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
+				"<input type=\"hidden\" name=\"decision\" value=\"approve\">\n",
+			     name, p->sess.csrf);
+			if (review && digest)
+				emit(p, "<input type=\"hidden\" name=\"digest\" value=\"%s\">\n"
+					"<p>You approve exactly the files listed above (digest <code class=\"hash\">%s</code>). "
+					"If they change, your approval no longer counts.</p>\n",
+				     digest, digest);
+			else
+				emit(p, "<p>You allow the airlock to collect this data.</p>\n");
+			emit_type_choice(p, types, "approve-type");
+			emit(p, "<button type=\"submit\">Approve</button>\n</form>\n");
+		}
 		emit(p, "<form class=\"card stack\" method=\"post\" action=\"/approvals/%U\">\n"
 			"<input type=\"hidden\" name=\"csrf\" value=\"%s\">\n"
 			"<input type=\"hidden\" name=\"decision\" value=\"reject\">\n"
@@ -1492,6 +1675,7 @@ static int review_page(struct page *p, const char *name)
 		emit(p, "<button type=\"submit\" class=\"danger\">Reject</button>\n</form>\n</div>\n");
 	}
 	json_decref(types);
+	json_decref(missing);
 	finish(p, 200, title && *title ? title : name);
 	json_decref(ds);
 	return AL_OK;

@@ -223,7 +223,9 @@ static int header_text_ok(const char *s, int is_name)
 	return 1;
 }
 
-int http_response_header(struct http_response *resp, const char *name, const char *value)
+/* replace: 1 replaces an earlier header of that name (case-insensitive), 0
+ * adds one more. */
+static int put_header(struct http_response *resp, const char *name, const char *value, int replace)
 {
 	struct http_header *grown;
 	char *n, *v;
@@ -233,7 +235,7 @@ int http_response_header(struct http_response *resp, const char *name, const cha
 				    name ? name : "");
 	if (!(v = util_strdup(value)))
 		return al_error_set(AL_ERR_NOMEM, "out of memory");
-	for (size_t i = 0; i < resp->n_headers; i++) {
+	for (size_t i = 0; replace && i < resp->n_headers; i++) {
 		if (!strcasecmp(resp->headers[i].name, name)) {
 			free(resp->headers[i].value);
 			resp->headers[i].value = v;
@@ -255,6 +257,16 @@ int http_response_header(struct http_response *resp, const char *name, const cha
 	resp->headers[resp->n_headers].value = v;
 	resp->n_headers++;
 	return AL_OK;
+}
+
+int http_response_header(struct http_response *resp, const char *name, const char *value)
+{
+	return put_header(resp, name, value, 1);
+}
+
+int http_response_add_header(struct http_response *resp, const char *name, const char *value)
+{
+	return put_header(resp, name, value, 0);
 }
 
 static int has_header(const struct http_response *resp, const char *name)

@@ -114,6 +114,11 @@ int http_response_file(struct http_response *resp, int status, const char *conte
 /* Adds (or replaces, case-insensitively) an extra header. Names and values
  * with CR or LF are refused (AL_ERR_INVALID): no header injection. */
 int http_response_header(struct http_response *resp, const char *name, const char *value);
+/* Adds one more header of that name, keeping those set before: for headers
+ * that may repeat, such as Set-Cookie (one cookie per header, RFC 6265 3).
+ * Same checks as http_response_header. A later http_response_header of the
+ * same name replaces only the first of them. */
+int http_response_add_header(struct http_response *resp, const char *name, const char *value);
 
 typedef void (*http_handler_fn)(void *userdata, const struct http_request *req,
 				struct http_response *resp);

@@ -117,6 +117,11 @@ static int session_data(const struct oidc_tokens *t, json_t **data)
 		return al_error_set(AL_ERR_INTERNAL, "oidc login without a user");
 	*data = json_pack("{s:s, s:s, s:O, s:I}", "source", SOURCE_OIDC, "username", username, "user", t->user,
 			  "expires_at", (json_int_t)t->expires_at);
+	if (*data && t->refresh_expires_at &&
+	    json_object_set_new(*data, "refresh_expires_at", json_integer((json_int_t)t->refresh_expires_at))) {
+		json_decref(*data);
+		*data = NULL;
+	}
 	return *data ? AL_OK : al_error_set(AL_ERR_NOMEM, "out of memory");
 }
 
@@ -169,5 +174,54 @@ int login_oidc_secret_token(const char *secret, const char *name, char **out)
 		if (json_is_string(v))
 			sodium_memzero((char *)json_string_value(v), json_string_length(v));
 	json_decref(o);
+	return rc;
+}
+
+enum login_oidc_refresh login_oidc_refresh_state(const json_t *data, int have_refresh_token, int64_t now)
+{
+	json_t *exp = json_object_get(data, "expires_at"), *rexp = json_object_get(data, "refresh_expires_at");
+
+	if (!json_is_integer(exp) || now < (int64_t)json_integer_value(exp) - LOGIN_OIDC_REFRESH_MARGIN_SECONDS)
+		return LOGIN_OIDC_FRESH;
+	if (!have_refresh_token || (json_is_integer(rexp) && now >= (int64_t)json_integer_value(rexp)))
+		return LOGIN_OIDC_CANNOT;
+	return LOGIN_OIDC_REFRESH;
+}
+
+int login_oidc_session_refreshed(const json_t *old_data, const char *old_secret, const struct oidc_tokens *t,
+				 json_t **data, char **secret)
+{
+	const char *was = json_string_value(json_object_get(old_data, "username"));
+	const char *now_name = json_string_value(json_object_get(t->user, "username"));
+	char *id_token = NULL, *refresh_token = NULL;
+	int rc;
+
+	*data = NULL;
+	*secret = NULL;
+	/* The airlock knows people by username: a session does not change
+	 * hands, even if the provider renamed its user meanwhile. */
+	if (!was || !now_name || strcmp(was, now_name))
+		return al_error_set(AL_ERR_UNAUTHORIZED, ENDED);
+	if ((rc = session_data(t, data)))
+		return rc;
+	/* A refresh answer may leave out either token: the old one stays. */
+	if ((!t->id_token && (rc = login_oidc_secret_token(old_secret, "id_token", &id_token))) ||
+	    (!t->refresh_token && (rc = login_oidc_secret_token(old_secret, "refresh_token", &refresh_token))))
+		goto out;
+	rc = secret_json(t->id_token ? t->id_token : id_token, t->refresh_token ? t->refresh_token : refresh_token,
+			 secret);
+out:
+	if (id_token) {
+		sodium_memzero(id_token, strlen(id_token));
+		free(id_token);
+	}
+	if (refresh_token) {
+		sodium_memzero(refresh_token, strlen(refresh_token));
+		free(refresh_token);
+	}
+	if (rc) {
+		json_decref(*data);
+		*data = NULL;
+	}
 	return rc;
 }

@@ -12,14 +12,18 @@
  *    LOGIN_OIDC_PENDING_SECONDS after it started, for one callback whose
  *    state equals the kept one (constant time).
  *  - A logged-in OIDC session's data is {"source": "oidc", "username",
- *    "user", "expires_at"}: user is the verified user of auth/oidc
- *    (username, roles, workspaces from the groups claim) and expires_at the
- *    access token's expiry. Its secret is the JSON {"id_token",
- *    "refresh_token"} (either may be absent). The data never holds a token.
+ *    "user", "expires_at", "refresh_expires_at"}: user is the verified user
+ *    of auth/oidc (username, roles, workspaces from the groups claim),
+ *    expires_at the access token's expiry and refresh_expires_at (absent
+ *    when the provider did not say) the refresh token's. Its secret is the
+ *    JSON {"id_token", "refresh_token"} (either may be absent). The data
+ *    never holds a token.
  *  - Such a session gives its user only while now < expires_at (the
- *    access token's expiry); after that it has ended and the person logs in
- *    again (Keycloak's own session usually makes that one click). Tokens are
- *    not refreshed: auth/oidc has no refresh grant yet.
+ *    access token's expiry). From LOGIN_OIDC_REFRESH_MARGIN_SECONDS before
+ *    that, the frontend refreshes the tokens (login_oidc_refresh_state says
+ *    when), and the refreshed session (login_oidc_session_refreshed) has the
+ *    user as the provider describes them now and a new expires_at; a
+ *    session with no (or an expired) refresh token ends at expires_at.
  *  - Messages name what went wrong and what to do; none contains a token,
  *    a code or anything the provider sent but a known error code.
  *
@@ -65,6 +69,28 @@ int login_oidc_session_new(const struct oidc_tokens *t, json_t **data, char **se
  * session is one and its tokens have not expired at `now`.
  * AL_ERR_UNAUTHORIZED ("your session has ended") otherwise. */
 int login_oidc_session_user(const json_t *data, int64_t now, json_t **user);
+
+/* How long before the access token's expiry a session's tokens are
+ * refreshed: a request in that window refreshes, so an active person never
+ * meets the expiry, and a page is never served on a token about to end. */
+#define LOGIN_OIDC_REFRESH_MARGIN_SECONDS 30
+
+enum login_oidc_refresh {
+	LOGIN_OIDC_FRESH = 0, /* the tokens are good for longer than the margin */
+	LOGIN_OIDC_REFRESH,   /* refresh now */
+	LOGIN_OIDC_CANNOT,    /* due, but no refresh token or it has expired: the
+			       * session ends at expires_at */
+};
+/* What to do with the tokens of OIDC session `data` at `now`;
+ * have_refresh_token: the session's secret holds one. */
+enum login_oidc_refresh login_oidc_refresh_state(const json_t *data, int have_refresh_token, int64_t now);
+
+/* The data and secret of a session after a refresh: the user, expires_at
+ * and refresh_expires_at from t; the secret's tokens from t, each kept from
+ * old_secret when t has none. AL_ERR_UNAUTHORIZED when t names another
+ * username than old_data (the session ends). */
+int login_oidc_session_refreshed(const json_t *old_data, const char *old_secret, const struct oidc_tokens *t,
+				 json_t **data, char **secret);
 
 /* One token ("id_token" or "refresh_token") from a session's secret.
  * *out is NULL (and AL_OK) when the secret has none. */

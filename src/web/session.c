@@ -440,6 +440,59 @@ unlock:
 	return AL_OK;
 }
 
+int session_update(struct session_store *s, const char *id, const json_t *data, const char *secret)
+{
+	char hash[UTIL_SHA256_HEX_LEN + 1];
+	unsigned char *blob = NULL;
+	size_t blob_len = 0;
+	char *text = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t now = s->now(s->now_ud);
+	int rc;
+
+	if (!session_id_valid(id))
+		return al_error_set(AL_ERR_UNAUTHORIZED, ENDED);
+	if (!json_is_object(data))
+		return al_error_set(AL_ERR_INVALID, "session data must be a JSON object");
+	/* A new nonce with every seal: never one nonce for two secrets. */
+	if (secret && (rc = seal_secret(id, secret, &blob, &blob_len)))
+		return rc;
+	if (!(text = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS))) {
+		free(blob);
+		return al_error_set(AL_ERR_NOMEM, "out of memory");
+	}
+	id_hash(id, hash);
+	pthread_mutex_lock(&s->lock);
+	/* Only a session still alive: one that ended meanwhile (logout,
+	 * timeouts) is not brought back. created_at and expires_at stay. */
+	rc = authdb_prepare(s->db,
+			    "UPDATE web_sessions SET data = ?2, secret = ?3 "
+			    "WHERE id_hash = ?1 AND expires_at > ?4 AND last_seen > ?5",
+			    &st);
+	if (!rc) {
+		sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+		if (blob)
+			sqlite3_bind_blob(st, 3, blob, (int)blob_len, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 3);
+		sqlite3_bind_int64(st, 4, now);
+		sqlite3_bind_int64(st, 5, now - s->idle);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = authdb_fail(s->db, "cannot update the session");
+		else if (sqlite3_changes(s->db) == 0)
+			rc = al_error_set(AL_ERR_UNAUTHORIZED, ENDED);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	if (blob) {
+		sodium_memzero(blob, blob_len);
+		free(blob);
+	}
+	free(text);
+	return rc;
+}
+
 int session_destroy(struct session_store *s, const char *id)
 {
 	char hash[UTIL_SHA256_HEX_LEN + 1];

@@ -94,6 +94,13 @@ int session_create(struct session_store *s, const json_t *data, const char *secr
  * disk). AL_ERR_UNAUTHORIZED "your session has ended" when the id is
  * malformed, unknown or expired. */
 int session_get(struct session_store *s, const char *id, struct session *out);
+/* Replaces the data and the secret (NULL: none) of session `id`, keeping
+ * its id (so its cookie and CSRF token), its creation time and its absolute
+ * expiry: e.g. an OIDC session whose tokens were refreshed. Last write wins
+ * between concurrent updates. AL_ERR_UNAUTHORIZED when the session is
+ * unknown or has ended (an ended session is not brought back); the
+ * caller's copies (struct session) are not touched. */
+int session_update(struct session_store *s, const char *id, const json_t *data, const char *secret);
 /* Deletes the session (logout). Unknown ids are not an error. */
 int session_destroy(struct session_store *s, const char *id);
 /* Deletes every expired session; *n (may be NULL) is how many. */

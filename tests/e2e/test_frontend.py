@@ -496,6 +496,15 @@ def test_pages_have_the_policy_and_no_javascript(site):
     assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
     assert css.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert "@media" in css.text  # the small-screen layout
+    # The icon: named by every page (img-src 'self'), and at /favicon.ico,
+    # which browsers ask for by themselves, instead of a 404.
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in r.text
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        icon = b.s.get(site.url + path, timeout=10)
+        assert icon.status_code == 200, path
+        assert icon.headers["Content-Type"] == "image/svg+xml"
+        assert icon.text.startswith("<svg ") and "<script" not in icon.text
+        assert icon.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
     # Referrer-Policy lets our own form posts carry an Origin.
     assert r.headers["Referrer-Policy"] == "same-origin"
     assert r.headers["X-Frame-Options"] == "DENY"
@@ -532,3 +541,65 @@ def test_https_external_url_makes_cookies_secure(airlock_factory):
     # The plain-http name is not read on an https site.
     r = requests.get(a.url + "/", cookies={"airlock_session": sid}, allow_redirects=False, timeout=10)
     assert r.status_code == 303
+
+
+TWO_REVIEWS = """
+gates:
+  review:
+  - {type: data-approver, role: approver}
+  - {type: information-governance, role: approver}
+"""
+
+
+def test_one_person_is_offered_one_approval_type(airlock_factory):
+    """With two review approval types an approver may give either, but not
+    both (gates.c: each from a different person): after approving as one,
+    the review page offers no Approve for the other and says who must give
+    it; Reject stays. A second approver then completes the review."""
+    a = airlock_factory(TWO_REVIEWS)
+    a.login("admin")
+    a.cli("workspace", "create", "ws1")
+    a.add_user("res", "researcher", workspaces=["ws1"])
+    a.add_user("appr", "approver")
+    a.add_user("appr2", "approver")
+    res = Browser(a)
+    res.login("res")
+    name, _ = create_via_form(res)
+    upload_and_confirm(a, res, name, {"a.csv": b"x\n1\n"})
+    a.wait_stage(name, "AwaitingApproval")
+
+    appr = Browser(a)
+    appr.login("appr")
+    review = appr.get(f"/approvals/{name}")
+    assert review.status_code == 200
+    options = re.findall(r'<select id="approve-type" name="type">(.*?)</select>', review.text, re.S)
+    assert options and 'value="data-approver"' in options[0] and 'value="information-governance"' in options[0]
+    fields = form_fields(review.text, f"/approvals/{name}")
+    fields.update({"type": "data-approver"})
+    r = appr.post(f"/approvals/{name}", fields)
+    assert r.status_code == 303, r.text
+
+    review = appr.get(f"/approvals/{name}")
+    assert review.status_code == 200
+    assert 'value="approve"' not in review.text and 'id="approve-type"' not in review.text
+    assert ("You have approved as data-approver; another person must give information-governance."
+            in review.text)
+    assert 'value="reject"' in review.text  # rejecting is still theirs to do
+    # Forcing the other type anyway: the gates refuse, as the page said.
+    forced = dict(fields, type="information-governance")
+    r = appr.post(f"/approvals/{name}", forced)
+    assert r.status_code == 403 and "different person" in r.text
+    assert a.ds(name)["status"]["stage"] == "AwaitingApproval"
+
+    # Another approver is offered exactly the missing type, and completes it.
+    appr2 = Browser(a)
+    appr2.login("appr2")
+    review = appr2.get(f"/approvals/{name}")
+    assert "You have approved" not in review.text
+    approve = [f for f in re.findall(r'<form[^>]*action="/approvals/[^"]*"[^>]*>(.*?)</form>', review.text, re.S)
+               if 'value="approve"' in f][0]
+    assert '<input type="hidden" name="type" value="information-governance">' in approve
+    hidden = {n: unescape(v) for n, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', approve)}
+    r = appr2.post(f"/approvals/{name}", hidden)
+    assert r.status_code == 303, r.text
+    a.wait_stage(name, "Published")

@@ -17,6 +17,7 @@ Keycloak's end-session link, which ends the Keycloak session too; without
 oidc settings the login page has no Keycloak link."""
 import os
 import re
+import time
 from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
@@ -189,8 +190,14 @@ def test_login_page_without_oidc_has_no_keycloak_link(airlock):
 def test_researcher_sees_the_workspaces_of_their_groups_and_creates_a_datasource(site, keycloak):  # noqa: F811
     before = logins(site, "rita")
     b, r = log_in(site, keycloak, "rita")
-    cookie = r.headers["Set-Cookie"]
+    # Two cookies, one header each: the session, and the used-up pre-login
+    # cookie cleared.
+    cookies = r.raw.headers.getlist("Set-Cookie")
+    assert len(cookies) == 2, cookies
+    cookie = cookies[0]
     assert cookie.startswith("airlock_session=")
+    assert cookies[1].startswith("airlock_login=;") and "Max-Age=0" in cookies[1], cookies
+    assert "airlock_login" not in b.s.cookies
     for flag in ("HttpOnly", "SameSite=Lax", "Path=/"):
         assert flag in cookie, cookie
     assert "Secure" not in cookie  # plain http on loopback
@@ -392,3 +399,65 @@ def test_https_external_url_makes_the_cookies_secure(keycloak, tmp_path):  # noq
         assert home.status_code == 200 and 'href="/workspaces/gm-research"' in home.text
     finally:
         a.stop()
+
+
+class ShortTokens:
+    """The airlock client's access tokens made short-lived (Keycloak's
+    client attribute access.token.lifespan) for the length of a test, then
+    restored."""
+
+    def __init__(self, kc, seconds):
+        self.kc = kc
+        self.seconds = seconds
+
+    def __enter__(self):
+        r = self.kc.admin("GET", "/clients", params={"clientId": self.kc.client_id})
+        assert r.status_code == 200, r.text
+        self.id = r.json()[0]["id"]
+        self.client = self.kc.admin("GET", f"/clients/{self.id}").json()
+        changed = dict(self.client, attributes=dict(self.client.get("attributes") or {}))
+        changed["attributes"]["access.token.lifespan"] = str(self.seconds)
+        r = self.kc.admin("PUT", f"/clients/{self.id}", json=changed)
+        assert r.status_code == 204, r.text
+        return self
+
+    def __exit__(self, *exc):
+        r = self.kc.admin("PUT", f"/clients/{self.id}", json=self.client)
+        assert r.status_code == 204, r.text
+
+
+def test_session_outlives_the_access_token_and_ends_when_keycloak_ends_it(site, keycloak):  # noqa: F811
+    lifespan = 8
+    with ShortTokens(keycloak, lifespan):
+        b, _ = log_in(site, keycloak, "rita")
+        old = dict(b.s.cookies)["airlock_session"]
+        name, _ = create_via_form(b, "gm-research", displayName="A long upload")
+        site.wait_stage(name, "Uploading")
+        mine, home = workspaces_on_home(b)
+        assert mine == {"gm-research"}
+        token = csrf(home.text, "/logout")
+        # Activity for more than twice the access token's life: every page,
+        # and the uploader's routes the upload widget calls with the session
+        # cookie, are served on the same session (same cookie, same CSRF token).
+        t0 = time.time()
+        while time.time() - t0 < 2.5 * lifespan:
+            time.sleep(3)
+            mine, home = workspaces_on_home(b)
+            assert mine == {"gm-research"}, "the session ended with its first access token"
+            r = b.s.get(f"{site.url}/api/v1/datasources/{name}/uploads", timeout=30)
+            assert r.status_code == 200 and r.json()["uploads"] == [], r.text
+        assert dict(b.s.cookies)["airlock_session"] == old
+        assert csrf(home.text, "/logout") == token
+
+        # Keycloak ends rita's sessions (an administrator's "log out", a
+        # disabled account): at the next refresh the airlock session ends.
+        users = keycloak.admin("GET", "/users", params={"username": "rita", "exact": "true"}).json()
+        r = keycloak.admin("POST", f"/users/{users[0]['id']}/logout")
+        assert r.status_code == 204, r.text
+        time.sleep(1)
+        assert logged_out(b)
+        stale = requests.get(site.url + "/", cookies={"airlock_session": old}, allow_redirects=False, timeout=30)
+        assert stale.status_code == 303 and stale.headers["Location"] == "/login"
+        # Logging in again works at once (Keycloak asks for the password).
+        b, _ = log_in(site, keycloak, "rita")
+        assert workspaces_on_home(b)[0] == {"gm-research"}

@@ -115,14 +115,61 @@ def test_upload_page_carries_the_widget(site):
 
 
 def test_no_widget_for_someone_who_may_not_upload_here(site):
-    # "both" is a member of ws1 but not the requester: the page says who can
-    # upload, and has neither the widget nor its policy.
+    # The page follows the uploader's rule (upload_access_of): a member of
+    # ws1 with neither the researcher nor the data-engineer role may see the
+    # datasource but not upload, so the page says who can, and has neither
+    # the widget nor its policy.
     _, name, _ = uploading(site)
+    if "wsappr" not in site.passwords:
+        site.add_user("wsappr", "approver", workspaces=["ws1"])
     b2 = Browser(site)
-    b2.login("both")
+    b2.login("wsappr")
     r = b2.get(f"/workspaces/ws1/datasources/{name}/upload")
     assert r.status_code == 200
     assert 'id="upload-widget"' not in r.text and "<script" not in r.text
+    assert 'id="upload-not-yours"' in r.text and "researcher or data-engineer" in r.text
+    assert 'id="upload-complete"' not in r.text
+    assert r.headers["Content-Security-Policy"] == CSP
+    assert "/upload\"" not in b2.get(f"/workspaces/ws1/datasources/{name}").text
+    # The uploader agrees: 403 for a write.
+    t = cookie_tus(site, b2, name, token=csrf(r.text, "/logout"))
+    assert t.create(10, meta=metadata(filename="x.csv")).status_code == 403
+
+
+def test_workspace_researcher_who_is_not_the_requester_gets_the_widget(site):
+    # "both" is a member of ws1 with the researcher role but not the
+    # requester: the uploader takes their uploads, so the page offers the
+    # widget; "all files uploaded" stays the requester's.
+    _, name, _ = uploading(site)
+    b2 = Browser(site)
+    b2.login("both")
+    detail = b2.get(f"/workspaces/ws1/datasources/{name}")
+    assert f'href="/workspaces/ws1/datasources/{name}/upload"' in detail.text
+    r = b2.get(f"/workspaces/ws1/datasources/{name}/upload")
+    assert r.status_code == 200
+    root, tags = widget_attrs(r.text)
+    assert root.get("data-endpoint") == f"/api/v1/datasources/{name}/uploads"
+    assert r.headers["Content-Security-Policy"] == WIDGET_CSP
+    assert tags.scripts == ["/static/tus.min.js", "/static/upload.js"]
+    assert 'id="upload-complete"' not in r.text and 'id="upload-complete-by"' in r.text
+    assert "res, who created this datasource" in r.text
+    # And the uploader takes the upload the widget would send.
+    data = b"id,v\n1,2\n"
+    t = cookie_tus(site, b2, name, token_of(r))
+    c = t.create(len(data), meta=metadata(filename="both.csv"))
+    assert c.status_code == 201, c.text
+    assert t.patch(c.headers["Location"], 0, data).status_code == 204
+
+
+def test_admin_outside_the_workspace_may_complete_but_not_upload(site):
+    _, name, _ = uploading(site)
+    b2 = Browser(site)
+    b2.login("admin", site.admin_password)
+    r = b2.get(f"/workspaces/ws1/datasources/{name}/upload")
+    assert r.status_code == 200
+    assert 'id="upload-widget"' not in r.text and "<script" not in r.text
+    assert 'id="upload-not-yours"' in r.text
+    assert 'id="upload-complete"' in r.text  # as the uploader's may_complete says
     assert r.headers["Content-Security-Policy"] == CSP
 
 

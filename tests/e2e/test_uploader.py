@@ -479,3 +479,35 @@ def test_concurrent_patch_of_one_upload_is_locked(up):
     th.join(20)
     assert first["r"].status_code == 204
     assert (up.dir / "locked.bin").read_bytes() == data
+
+
+def test_back_to_back_patches_never_find_the_upload_locked(up):
+    """A PATCH sent as soon as the previous one's 204 arrived finds the
+    upload unlocked: the lock goes before the answer, not after it is sent
+    (issue 6). On one kept-alive connection and on a fresh connection per
+    request; small bodies make the requests as close together as they get."""
+    t = up.tus()
+    n = 150
+    piece = 64
+    for label, session in (("one connection", requests.Session()), ("fresh connections", None)):
+        data = os.urandom(n * piece)
+        loc = t.create_file(f"b2b-{label.split()[0]}.bin", data)
+        statuses = []
+        off = 0
+        while off < len(data):
+            h = dict(t.headers)
+            h.update({"Tus-Resumable": "1.0.0", "Upload-Offset": str(off), "Content-Type": OCTET})
+            body = data[off:off + piece]
+            if session is None:
+                # Connection: close, so each PATCH opens its own connection.
+                h["Connection"] = "close"
+                r = requests.patch(t.url(loc), headers=h, data=body, timeout=30)
+            else:
+                r = session.patch(t.url(loc), headers=h, data=body, timeout=30)
+            statuses.append(r.status_code)
+            assert r.status_code == 204, f"{label}: PATCH {len(statuses)} answered {r.status_code}: {r.text}"
+            off = int(r.headers["Upload-Offset"])
+        assert statuses == [204] * n and 423 not in statuses
+        if session is not None:
+            session.close()
+        assert (up.dir / f"b2b-{label.split()[0]}.bin").read_bytes() == data

@@ -2,7 +2,7 @@
 real process over a staging directory: its trust model (only the frontend,
 proving itself with the shared secret, names the user), the tus protocol,
 kill -9 and resume, expiry, "all files uploaded" - and the real tus-js-client
-(npm) against it, since the browser widget uses that library."""
+(the version scripts/web-deps.sh pins, from its cache) against it, since the browser widget uses that library."""
 import hashlib
 import json
 import os
@@ -22,8 +22,7 @@ from tus_client import Tus, metadata
 
 SECRET = "a-shared-secret-from-a-kubernetes-secret"
 BASE = "/uploads/upload-0123"
-TUS_JS_VERSION = "4.3.1"
-NPM_DIR = Path(os.environ.get("AIRLOCK_CACHE", Path.home() / ".cache" / "airlock")) / "npm"
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Uploader:
@@ -182,15 +181,16 @@ def test_expiry(uploader):
 
 
 def tus_js_client():
-    pkg = NPM_DIR / "node_modules" / "tus-js-client"
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.fail("node and npm are needed to drive tus-js-client (Debian: apt-get install nodejs npm)")
-    if not (pkg / "package.json").exists():
-        NPM_DIR.mkdir(parents=True, exist_ok=True)
-        p = subprocess.run(["npm", "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund",
-                            f"tus-js-client@{TUS_JS_VERSION}"], capture_output=True, text=True, timeout=300)
-        if p.returncode != 0:
-            pytest.fail(f"cannot install tus-js-client into {NPM_DIR}: {p.stderr[-1000:]}")
+    """tus-js-client as the build installed it (scripts/web-deps.sh, the
+    version it pins, from the cache): nothing is downloaded here."""
+    if not shutil.which("node"):
+        pytest.fail("node is needed to drive tus-js-client: run scripts/bootstrap.sh build")
+    p = subprocess.run([str(REPO / "scripts" / "web-deps.sh"), "--package-dir"], capture_output=True, text=True,
+                       timeout=30)
+    if p.returncode != 0:
+        pytest.fail(f"tus-js-client is not installed: {p.stderr.strip()}")
+    pkg = Path(p.stdout.strip())
+    assert (pkg / "package.json").exists(), pkg
     return pkg
 
 

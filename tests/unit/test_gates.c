@@ -569,11 +569,16 @@ static void test_review_two_types(void **state)
 	give_manifest(ds, DIGEST_A);
 	two_gate_config(&cfg);
 
+	assert_null(gates_user_approved(ds, "appr"));
 	a = apply_ok(&cfg, ds, GATE_EV_REVIEW_APPROVE, &APPR, &da);
 	expect_audit(a, "user", "appr", "approve", STAGE_AWAITING_APPROVAL, STAGE_AWAITING_APPROVAL,
 		     DATASTATE_COMPLETED, DATASTATE_COMPLETED, DIGEST_A);
 	json_decref(a);
 	expect_missing(&cfg, ds, "information-governance");
+	/* What the review page asks before it offers an Approve form. */
+	assert_string_equal(gates_user_approved(ds, "appr"), "data-approver");
+	assert_null(gates_user_approved(ds, "appr2"));
+	assert_null(gates_user_approved(ds, NULL));
 	expect_refused(&cfg, ds, GATE_EV_REVIEW_APPROVE, &APPR2, &da, AL_ERR_CONFLICT);
 	expect_refused(&cfg, ds, GATE_EV_REVIEW_APPROVE, &APPR, &ig, AL_ERR_FORBIDDEN);
 	assert_non_null(strstr(al_error_message(), "different person"));
@@ -624,6 +629,7 @@ static void test_approval_stops_counting_when_data_changes(void **state)
 	json_decref(a);
 	/* appr's approval was for A: both types are missing again. */
 	expect_missing(&cfg, ds, "data-approver,information-governance");
+	assert_null(gates_user_approved(ds, "appr"));
 	expect_refused(&cfg, ds, GATE_EV_REVIEW_APPROVE, &APPR2, &da_a, AL_ERR_CONFLICT);
 	/* appr may approve again, for B; the old record does not make it "already given". */
 	a = apply_ok(&cfg, ds, GATE_EV_REVIEW_APPROVE, &APPR, &da_b);

@@ -65,6 +65,14 @@ static void handler(void *userdata, const struct http_request *req, struct http_
 	} else if (!strcmp(req->path, "/html")) {
 		http_response_header(resp, "Content-Security-Policy", "default-src 'self'");
 		http_response_bytes(resp, 200, "text/html; charset=utf-8", "<p>hi</p>", 9);
+	} else if (!strcmp(req->path, "/cookies")) {
+		/* Two cookies need two headers; a replace after them touches the first. */
+		http_response_text(resp, 200, "cookies");
+		assert_int_equal(http_response_add_header(resp, "Set-Cookie", "a=1; Path=/"), AL_OK);
+		assert_int_equal(http_response_add_header(resp, "Set-Cookie", "b=; Max-Age=0"), AL_OK);
+		assert_int_equal(http_response_add_header(resp, "Set-Cookie", "c=3\r\nX-Evil: 1"), AL_ERR_INVALID);
+		assert_int_equal(http_response_header(resp, "X-Once", "1"), AL_OK);
+		assert_int_equal(http_response_header(resp, "X-Once", "2"), AL_OK);
 	} else if (!strcmp(req->path, "/none")) {
 		/* sets nothing: the server answers 500 */
 	} else {
@@ -195,6 +203,17 @@ static void test_methods_query_headers(void **state)
 	assert_non_null(strcasestr(r.headers.ptr, "Content-Security-Policy: default-src 'none'"));
 	assert_non_null(strcasestr(r.headers.ptr, "Content-Type: application/json"));
 	assert_non_null(strcasestr(r.headers.ptr, "X-Extra: yes"));
+	reply_free(&r);
+
+	/* several headers of one name (Set-Cookie) */
+	assert_int_equal(do_req(port, "GET", "/cookies", NULL, 0, 0, NULL, &r), CURLE_OK);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.headers.ptr, "Set-Cookie: a=1; Path=/\r\n"));
+	assert_non_null(strstr(r.headers.ptr, "Set-Cookie: b=; Max-Age=0\r\n"));
+	assert_null(strcasestr(r.headers.ptr, "X-Evil"));
+	assert_null(strstr(r.headers.ptr, "c=3"));
+	assert_non_null(strstr(r.headers.ptr, "X-Once: 2\r\n"));
+	assert_null(strstr(r.headers.ptr, "X-Once: 1"));
 	reply_free(&r);
 
 	/* POST with a body containing a NUL */

@@ -194,6 +194,80 @@ static void test_session(void **state)
 	oidc_tokens_free(&t);
 }
 
+static void test_refresh(void **state)
+{
+	struct oidc_tokens t, n;
+	json_t *data = NULL, *fresh = NULL;
+	char *secret = NULL, *fresh_secret = NULL, *v = NULL;
+
+	(void)state;
+	make_tokens(&t, "r-1");
+	t.refresh_expires_at = NOW + 1800;
+	assert_int_equal(login_oidc_session_new(&t, &data, &secret), AL_OK);
+	assert_int_equal(json_integer_value(json_object_get(data, "refresh_expires_at")), NOW + 1800);
+
+	/* When: not while more than the margin is left; in the margin and
+	 * after expiry, if there is a refresh token still good. */
+	assert_int_equal(login_oidc_refresh_state(data, 1, NOW), LOGIN_OIDC_FRESH);
+	assert_int_equal(login_oidc_refresh_state(data, 1, NOW + 300 - LOGIN_OIDC_REFRESH_MARGIN_SECONDS - 1),
+			 LOGIN_OIDC_FRESH);
+	assert_int_equal(login_oidc_refresh_state(data, 1, NOW + 300 - LOGIN_OIDC_REFRESH_MARGIN_SECONDS),
+			 LOGIN_OIDC_REFRESH);
+	assert_int_equal(login_oidc_refresh_state(data, 1, NOW + 1000), LOGIN_OIDC_REFRESH);
+	assert_int_equal(login_oidc_refresh_state(data, 0, NOW + 290), LOGIN_OIDC_CANNOT);
+	assert_int_equal(login_oidc_refresh_state(data, 1, NOW + 1800), LOGIN_OIDC_CANNOT);
+	/* Without refresh_expires_at the refresh token's end is not known: try. */
+	json_object_del(data, "refresh_expires_at");
+	assert_int_equal(login_oidc_refresh_state(data, 1, NOW + 100000), LOGIN_OIDC_REFRESH);
+
+	/* The refreshed session: new user and expiry; tokens the answer left
+	 * out are kept from the old secret. */
+	make_tokens(&n, NULL);
+	free(n.id_token);
+	n.id_token = NULL;
+	n.expires_at = NOW + 600;
+	json_array_append_new(json_object_get(n.user, "workspaces"), json_string("nw-cancer"));
+	assert_int_equal(login_oidc_session_refreshed(data, secret, &n, &fresh, &fresh_secret), AL_OK);
+	assert_int_equal(json_integer_value(json_object_get(fresh, "expires_at")), NOW + 600);
+	assert_int_equal(json_array_size(json_object_get(json_object_get(fresh, "user"), "workspaces")), 2);
+	assert_null(json_object_get(fresh, "refresh_expires_at"));
+	v = json_dumps(fresh, 0); /* the data holds no token */
+	assert_non_null(v);
+	assert_null(strstr(v, "r-1"));
+	assert_null(strstr(v, ID_TOKEN));
+	free(v);
+	assert_int_equal(login_oidc_secret_token(fresh_secret, "refresh_token", &v), AL_OK);
+	assert_string_equal(v, "r-1");
+	free(v);
+	assert_int_equal(login_oidc_secret_token(fresh_secret, "id_token", &v), AL_OK);
+	assert_string_equal(v, ID_TOKEN);
+	free(v);
+	free(fresh_secret);
+	json_decref(fresh);
+	/* New tokens replace the old. */
+	n.refresh_token = strdup("r-2");
+	n.id_token = strdup("eyJ.new.id");
+	assert_int_equal(login_oidc_session_refreshed(data, secret, &n, &fresh, &fresh_secret), AL_OK);
+	assert_int_equal(login_oidc_secret_token(fresh_secret, "refresh_token", &v), AL_OK);
+	assert_string_equal(v, "r-2");
+	free(v);
+	assert_int_equal(login_oidc_secret_token(fresh_secret, "id_token", &v), AL_OK);
+	assert_string_equal(v, "eyJ.new.id");
+	free(v);
+	free(fresh_secret);
+	json_decref(fresh);
+	/* Another username: the session does not change hands. */
+	json_object_set_new(n.user, "username", json_string("eddie"));
+	assert_int_equal(login_oidc_session_refreshed(data, secret, &n, &fresh, &fresh_secret), AL_ERR_UNAUTHORIZED);
+	assert_null(fresh);
+	assert_null(fresh_secret);
+
+	oidc_tokens_free(&n);
+	oidc_tokens_free(&t);
+	json_decref(data);
+	free(secret);
+}
+
 static void test_secret_token(void **state)
 {
 	char *tok = (char *)1;
@@ -216,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_pending),
 		cmocka_unit_test(test_provider_errors),
 		cmocka_unit_test(test_session),
+		cmocka_unit_test(test_refresh),
 		cmocka_unit_test(test_secret_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

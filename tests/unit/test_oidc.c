@@ -982,6 +982,84 @@ static void test_login_flow(void **state)
 	oidc_login_free(&l);
 }
 
+static void test_refresh(void **state)
+{
+	struct ofix *x = *state;
+	struct oidc_tokens t;
+	char *at = valid_rs(), *idt;
+	json_t *idc, *c;
+	int64_t now = (int64_t)time(NULL);
+
+	/* A refreshed ID token without a nonce, a new refresh token, and
+	 * Keycloak's refresh_expires_in. */
+	idc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "iss", ISS, "aud", CLIENT, "azp", CLIENT, "sub",
+			"0f6c-rita", "typ", "ID", "exp", (json_int_t)(now + 300), "iat", (json_int_t)now);
+	idt = sign_with(&ec_a, hdr_of("ES256", ec_a.kid), json_deep_copy(idc));
+	x->fake.token_status = 200;
+	x->fake.token_answer = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "access_token", at, "id_token", idt,
+					 "refresh_token", "r-2", "token_type", "Bearer", "expires_in", 300,
+					 "refresh_expires_in", 1800);
+	assert_int_equal(oidc_refresh(x->o, "r-1", "0f6c-rita", &t), AL_OK);
+	assert_string_equal(json_string_value(json_object_get(t.user, "username")), "rita");
+	assert_string_equal(t.access_token, at);
+	assert_string_equal(t.id_token, idt);
+	assert_string_equal(t.refresh_token, "r-2");
+	assert_true(t.expires_at >= now + 299);
+	assert_true(t.refresh_expires_at >= now + 1799 && t.refresh_expires_at <= now + 1801);
+	assert_string_equal(x->fake.last_form, "grant_type=refresh_token&refresh_token=r-1&client_id=airlock");
+	assert_non_null(strstr(x->fake.last_auth, "Basic "));
+	oidc_tokens_free(&t);
+
+	/* The provider may leave out the ID and refresh tokens. */
+	json_decref(x->fake.token_answer);
+	x->fake.token_answer = json_pack("{s:s, s:s}", "access_token", at, "token_type", "Bearer");
+	assert_int_equal(oidc_refresh(x->o, "r-2", "0f6c-rita", &t), AL_OK);
+	assert_null(t.id_token);
+	assert_null(t.refresh_token);
+	assert_int_equal(t.refresh_expires_at, 0);
+	oidc_tokens_free(&t);
+
+	/* Another person than the session's: refused. */
+	assert_int_equal(oidc_refresh(x->o, "r-2", "someone-else", &t), AL_ERR_UNAUTHORIZED);
+	assert_null(t.user);
+	/* An ID token of another subject than the access token: refused. */
+	json_object_set_new(idc, "sub", json_string("someone-else"));
+	free(idt);
+	idt = sign_with(&ec_a, hdr_of("ES256", ec_a.kid), json_incref(idc));
+	json_decref(x->fake.token_answer);
+	x->fake.token_answer = json_pack("{s:s, s:s, s:s}", "access_token", at, "id_token", idt, "token_type", "Bearer");
+	assert_int_equal(oidc_refresh(x->o, "r-2", "0f6c-rita", &t), AL_ERR_UNAUTHORIZED);
+	/* A forged access token: refused. */
+	c = claims_now();
+	free(at);
+	at = sign_with(&rsa_evil, hdr_of("RS256", rsa_a.kid), c);
+	json_decref(x->fake.token_answer);
+	x->fake.token_answer = json_pack("{s:s, s:s}", "access_token", at, "token_type", "Bearer");
+	assert_int_equal(oidc_refresh(x->o, "r-2", "0f6c-rita", &t), AL_ERR_UNAUTHORIZED);
+
+	/* Keycloak ended the session: invalid_grant is UNAUTHORIZED, and the
+	 * message names it but repeats nothing else of the answer. */
+	x->fake.token_status = 400;
+	json_decref(x->fake.token_answer);
+	x->fake.token_answer = json_pack("{s:s, s:s}", "error", "invalid_grant", "error_description",
+					 "Session not active <r-2>");
+	assert_int_equal(oidc_refresh(x->o, "r-2", "0f6c-rita", &t), AL_ERR_UNAUTHORIZED);
+	assert_non_null(strstr(al_error_message(), "refused the refresh (400, invalid_grant)"));
+	assert_null(strstr(al_error_message(), "r-2"));
+	/* Keycloak is down or failing: UNAVAILABLE, nothing decided. */
+	x->fake.token_status = 503;
+	assert_int_equal(oidc_refresh(x->o, "r-2", "0f6c-rita", &t), AL_ERR_UNAVAILABLE);
+	/* No refresh token or subject: nothing is sent. */
+	x->fake.token_calls = 0;
+	assert_int_equal(oidc_refresh(x->o, NULL, "0f6c-rita", &t), AL_ERR_INVALID);
+	assert_int_equal(oidc_refresh(x->o, "r-2", "", &t), AL_ERR_INVALID);
+	assert_int_equal(x->fake.token_calls, 0);
+
+	json_decref(idc);
+	free(at);
+	free(idt);
+}
+
 struct worker {
 	struct oidc *o;
 	const char *good, *bad;
@@ -1099,6 +1177,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oidc_issuer_mismatch, osetup, oteardown),
 		cmocka_unit_test_setup_teardown(test_oidc_open_checks, osetup, oteardown),
 		cmocka_unit_test_setup_teardown(test_login_flow, osetup, oteardown),
+		cmocka_unit_test_setup_teardown(test_refresh, osetup, oteardown),
 		cmocka_unit_test_setup_teardown(test_oidc_concurrent, osetup, oteardown),
 		cmocka_unit_test(test_config),
 	};

@@ -214,6 +214,51 @@ static void test_create_get_destroy(void **state)
 	json_decref(data);
 }
 
+static void test_update_keeps_the_id(void **state)
+{
+	struct fixture *f = *state;
+	struct session s, g;
+	json_t *data = json_pack("{s:s, s:s, s:i}", "source", "oidc", "username", "rita", "expires_at", 1);
+	json_t *fresh = json_pack("{s:s, s:s, s:i}", "source", "oidc", "username", "rita", "expires_at", 2);
+	char *table;
+
+	assert_int_equal(session_create(f->s, data, "{\"refresh_token\":\"old-refresh\"}", &s), AL_OK);
+	f->now += 90;
+	assert_int_equal(session_get(f->s, s.id, &g), AL_OK); /* used: the idle clock moves */
+	session_free(&g);
+	f->now += 10;
+	assert_int_equal(session_update(f->s, s.id, fresh, "{\"refresh_token\":\"new-refresh\"}"), AL_OK);
+	/* Same id, same CSRF token, same absolute expiry; new data and secret. */
+	assert_int_equal(session_get(f->s, s.id, &g), AL_OK);
+	assert_string_equal(g.csrf, s.csrf);
+	assert_int_equal(g.created_at, s.created_at);
+	assert_int_equal(g.expires_at, s.expires_at);
+	assert_int_equal(json_integer_value(json_object_get(g.data, "expires_at")), 2);
+	assert_string_equal(g.secret, "{\"refresh_token\":\"new-refresh\"}");
+	session_free(&g);
+	table = dump_table(f->db);
+	assert_null(strstr(table, "new-refresh"));
+	assert_null(strstr(table, "old-refresh"));
+	free(table);
+	/* NULL takes the secret away. */
+	assert_int_equal(session_update(f->s, s.id, fresh, NULL), AL_OK);
+	assert_int_equal(session_get(f->s, s.id, &g), AL_OK);
+	assert_null(g.secret);
+	session_free(&g);
+	assert_int_equal(session_update(f->s, s.id, json_object_get(fresh, "username"), NULL), AL_ERR_INVALID);
+
+	/* The absolute timeout still applies: an update does not extend it,
+	 * nor bring an ended session back. */
+	f->now = s.expires_at;
+	assert_int_equal(session_update(f->s, s.id, fresh, NULL), AL_ERR_UNAUTHORIZED);
+	assert_int_equal(session_get(f->s, s.id, &g), AL_ERR_UNAUTHORIZED);
+	assert_int_equal(session_update(f->s, s.id, fresh, NULL), AL_ERR_UNAUTHORIZED);
+	assert_int_equal(session_update(f->s, "garbage", fresh, NULL), AL_ERR_UNAUTHORIZED);
+	session_free(&s);
+	json_decref(data);
+	json_decref(fresh);
+}
+
 static void test_idle_timeout(void **state)
 {
 	struct fixture *f = *state;
@@ -317,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_csrf_tokens),
 		cmocka_unit_test(test_cookie_find),
 		cmocka_unit_test_setup_teardown(test_create_get_destroy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_update_keeps_the_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_absolute_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_purge_and_tamper, setup, teardown),

@@ -24,6 +24,7 @@
 
 EMBED(al_asset_airlock_css, "src/web/assets/airlock.css");
 EMBED(al_asset_upload_js, "src/web/assets/upload.js");
+EMBED(al_asset_favicon_svg, "src/web/assets/favicon.svg");
 EMBED(al_asset_tus_js, "build/web/tus.min.js");
 EMBED(al_asset_tus_licenses, "build/web/tus-licenses.txt");
 
@@ -37,6 +38,11 @@ struct asset {
 static const struct asset assets[] = {
 	{ "/static/airlock.css", al_asset_airlock_css, al_asset_airlock_css_end, "text/css; charset=utf-8" },
 	{ "/static/upload.js", al_asset_upload_js, al_asset_upload_js_end, "text/javascript; charset=utf-8" },
+	{ "/static/favicon.svg", al_asset_favicon_svg, al_asset_favicon_svg_end, "image/svg+xml" },
+	/* Browsers ask for /favicon.ico by themselves (for a page without a
+	 * <link rel="icon">, or a JSON answer): the same SVG, which they take by
+	 * its Content-Type, so the console shows no 404. */
+	{ "/favicon.ico", al_asset_favicon_svg, al_asset_favicon_svg_end, "image/svg+xml" },
 	{ "/static/tus.min.js", al_asset_tus_js, al_asset_tus_js_end, "text/javascript; charset=utf-8" },
 	{ "/static/tus-licenses.txt", al_asset_tus_licenses, al_asset_tus_licenses_end, "text/plain; charset=utf-8" },
 };
