@@ -317,15 +317,25 @@ int tus_patch_decide(const struct tus_limits *lim, uint64_t offset, int64_t leng
 
 /* ---- the streaming write path --------------------------------------------- */
 
+/* Lets go of the data file and the locks that exclude other writers. */
+static void req_release_write(struct tus_req *r)
+{
+	writer_close(r->w);
+	r->w = NULL;
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	upload_unlock(r->upload_lock);
+	r->upload_lock = -1;
+	upload_store_unlock(r->store_lock);
+	r->store_lock = -1;
+}
+
 static void req_free(struct tus_req *r)
 {
 	if (!r)
 		return;
-	writer_close(r->w);
-	if (r->fd >= 0)
-		close(r->fd);
-	upload_unlock(r->upload_lock);
-	upload_store_unlock(r->store_lock);
+	req_release_write(r);
 	if (r->have_upload)
 		upload_free(&r->u);
 	upload_store_close(r->st);
@@ -473,6 +483,11 @@ static void on_end(void *ctx, const struct http_request *req, struct http_respon
 		header_location(resp, &r->rt, r->u.id);
 	header_u64(resp, "Upload-Offset", r->u.offset);
 	header_expires(resp, &r->u);
+	/* The answer leaves after this returns, and on_close runs only once it
+	 * has been sent: a client that sends the next PATCH the moment it reads
+	 * this one would find the upload still locked (423). Everything is
+	 * durable and recorded, so the locks go now. */
+	req_release_write(r);
 }
 
 static void on_close(void *ctx)
