@@ -14,13 +14,13 @@ import { basename } from 'node:path';
 import {
   scenario, check, loginWithKeycloak, createUploadedDatasource, waitForUploadForm, allFilesUploaded,
   stageOf, waitForStage, openReview, manifestOf, approve, throttleUploads, widgetRow, widgetRows,
-  waitForWidgetDone, waitForProgress, watchTus,
+  waitForWidgetDone, waitForProgress, watchTus, recordStatus, statusLog,
 } from './lib.mjs';
 
 // Chromium's console lines while the airlock is down (the widget's requests
 // fail, then are retried): expected in the kill and restart steps only.
 const AIRLOCK_DOWN = [
-  { kind: 'console', match: /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|CONNECTION_CLOSED)/, optional: true },
+  { kind: 'console', match: /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|CONNECTION_CLOSED|CONNECTION_ABORTED)/, optional: true },
 ];
 
 await scenario(async (run) => {
@@ -65,10 +65,12 @@ await scenario(async (run) => {
 
   const folderFiles = Object.keys(P.sha256).filter((x) => x.startsWith(`${basename(P.folder)}/`)).sort();
   await run.step('chooses a folder: its subfolder goes along, .DS_Store stays out', res, async (p) => {
+    await recordStatus(p);
     await p.setInputFiles('[data-testid="upload-folder"]', P.folder);
-    const note = await p.locator('[data-testid="upload-status"]').innerText();
+    const note = (await statusLog(p)).find((t) => /Left out/.test(t));
     run.data.folderNote = note;
-    check(/Left out 1 hidden file .*\.DS_Store/.test(note), `no note about the hidden file: "${note}"`);
+    check(note === `2 files added. Left out 1 hidden file (names starting with a dot: ${basename(P.folder)}/.DS_Store).`,
+      `the status line did not say which hidden file was left out: ${JSON.stringify(await statusLog(p))}`);
     const rows = await waitForWidgetDone(p, folderFiles);
     check(!rows.some((r) => r.path.includes('.DS_Store')), 'the widget lists .DS_Store');
     check(JSON.stringify(shown(rows, folderFiles)) === JSON.stringify(sha(folderFiles)),

@@ -486,6 +486,21 @@ export async function waitForProgress(page, path, min, timeout = 120_000) {
   return row.value / row.max;
 }
 
+// Keeps every text the widget's status line shows from now on (a later
+// announcement replaces a note at once); statusLog(page) returns them.
+export async function recordStatus(page) {
+  await page.evaluate(() => {
+    const el = document.querySelector('[data-testid="upload-status"]');
+    window.__airlockStatusLog = [el.textContent];
+    new MutationObserver(() => window.__airlockStatusLog.push(el.textContent))
+      .observe(el, { childList: true, characterData: true, subtree: true });
+  });
+}
+
+export async function statusLog(page) {
+  return page.evaluate(() => window.__airlockStatusLog || []);
+}
+
 // Records the tus requests the page makes (method, URL, Upload-Offset, and
 // the answer's status and Upload-Offset), in order; `mark` labels the ones
 // that follow (e.g. 'after-restart').

@@ -16,6 +16,7 @@ and on disk."""
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -131,6 +132,10 @@ def site(keycloak, tmp_path):  # noqa: F811
         yield a
     finally:
         a.stop()
+        # pytest keeps the last runs' directories: not three copies of the
+        # large file each (serve.log and the browser artifacts stay).
+        shutil.rmtree(a.data, ignore_errors=True)
+        shutil.rmtree(tmp_path / "researcher-files", ignore_errors=True)
 
 
 def test_keycloak_login_widget_upload_kill9_resume_and_two_approvals(request, site, keycloak, tmp_path):  # noqa: F811
