@@ -13,9 +13,14 @@ await scenario(async (run) => {
   const res = await run.person('researcher');
 
   // Nothing of the hostile text may become an element or run: no script
-  // element at all, no element the markup asked for, and the text shown as is.
+  // element but the upload widget's own two files (on the upload page once
+  // it is at stage Uploading), no element the markup asked for, and the text
+  // shown as is.
+  const WIDGET = ['/static/tus.min.js', '/static/upload.js'];
   const inert = async (p, where) => {
-    check(await p.evaluate(() => document.scripts.length) === 0, `${where}: the page has a <script> element`);
+    const scripts = await p.evaluate(() => [...document.scripts].map((s) => s.src || `inline: ${s.text.slice(0, 60)}`));
+    const allowed = where === 'upload page' ? WIDGET.map((x) => new URL(x, run.url).href) : [];
+    check(scripts.every((s) => allowed.includes(s)), `${where}: the page has a <script> element: ${JSON.stringify(scripts)}`);
     check(await p.locator('img, iframe, svg').count() === 0, `${where}: the markup made an element`);
     check(await p.evaluate(() => window.__airlockPwned === undefined), `${where}: the injected script ran`);
     check((await p.locator('main').innerText()).includes(P.hostile), `${where}: the display name is not shown as text`);
