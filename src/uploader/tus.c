@@ -317,15 +317,13 @@ int tus_patch_decide(const struct tus_limits *lim, uint64_t offset, int64_t leng
 
 /* ---- the streaming write path --------------------------------------------- */
 
+static void release_upload(struct tus_req *r);
+
 static void req_free(struct tus_req *r)
 {
 	if (!r)
 		return;
-	writer_close(r->w);
-	if (r->fd >= 0)
-		close(r->fd);
-	upload_unlock(r->upload_lock);
-	upload_store_unlock(r->store_lock);
+	release_upload(r);
 	if (r->have_upload)
 		upload_free(&r->u);
 	upload_store_close(r->st);

@@ -405,3 +405,121 @@ export async function horizontalOverflow(page) {
     };
   });
 }
+
+// ---------------------------------------------------------------------------
+// Keycloak, and the upload widget (docs/frontend.md, "The upload widget").
+
+// From the airlock's /login: "Log in with Keycloak", Keycloak's own form, and
+// back on the airlock's workspaces page (the callback answers 303 to /).
+export async function loginWithKeycloak(page, user, password, airlockUrl) {
+  await page.goto('/login');
+  await Promise.all([
+    page.waitForURL((u) => u.origin !== new URL(airlockUrl).origin, { timeout: 60_000 }),
+    page.click('a.button:has-text("Log in with Keycloak")'),
+  ]);
+  await keycloakLogin(page, user, password, airlockUrl);
+  await page.waitForURL((u) => u.origin === new URL(airlockUrl).origin && u.pathname === '/', { timeout: 60_000 });
+  check(await page.locator('h1').innerText() === 'Your workspaces', 'after the Keycloak login the workspaces page was expected');
+  check((await page.locator('header .who').innerText()).includes(user), `the header does not name ${user}`);
+}
+
+// Limits the page's uploads to `bytesPerSecond` through Chromium's own network
+// emulation (the DevTools protocol, Network.emulateNetworkConditions: request
+// bodies are read at that rate), so a test can act while an upload is under
+// way on a fast loopback. null lifts the limit. Returns the CDP session.
+export async function throttleUploads(page, bytesPerSecond) {
+  if (!page.__airlockCdp) {
+    page.__airlockCdp = await page.context().newCDPSession(page);
+    await page.__airlockCdp.send('Network.enable');
+  }
+  await page.__airlockCdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1,
+    uploadThroughput: bytesPerSecond || -1,
+  });
+  return page.__airlockCdp;
+}
+
+// The widget's row of one file (its data-path).
+export function widgetRow(page, path) {
+  return page.locator(`[data-testid="upload-item"][data-path="${path.replace(/["\\]/g, '\\$&')}"]`);
+}
+
+// The widget's rows: [{path, state, sha256, status, value, max}].
+export async function widgetRows(page) {
+  return page.$$eval('[data-testid="upload-item"]', (rows) => rows.map((r) => {
+    const bar = r.querySelector('[data-testid="upload-progress"]');
+    return {
+      path: r.dataset.path, state: r.dataset.state, sha256: r.dataset.sha256 || '',
+      status: r.querySelector('[data-testid="upload-item-status"]').textContent,
+      value: bar ? Number(bar.value) : 0, max: bar ? Number(bar.max) : 0,
+    };
+  }));
+}
+
+// Waits until every one of `paths` has a row in state done (failing at once
+// on a row in state error, with its message); returns the rows.
+export async function waitForWidgetDone(page, paths, timeout = 120_000) {
+  await page.waitForFunction((want) => {
+    const rows = [...document.querySelectorAll('[data-testid="upload-item"]')];
+    const bad = rows.find((r) => r.dataset.state === 'error');
+    if (bad) return true; // reported below
+    return want.every((p) => rows.some((r) => r.dataset.path === p && r.dataset.state === 'done'));
+  }, paths, { timeout, polling: 100 });
+  const rows = await widgetRows(page);
+  const bad = rows.filter((r) => r.state === 'error');
+  check(!bad.length, `the widget failed: ${bad.map((r) => `${r.path}: ${r.status}`).join('; ')}`);
+  return rows;
+}
+
+// Waits until the row of `path` shows at least `min` (a fraction) of its
+// file sent; returns the fraction then.
+export async function waitForProgress(page, path, min, timeout = 120_000) {
+  await page.waitForFunction(([p, m]) => {
+    const r = [...document.querySelectorAll('[data-testid="upload-item"]')].find((x) => x.dataset.path === p);
+    if (!r) return false;
+    if (r.dataset.state === 'error' || r.dataset.state === 'done') return true; // judged below
+    const bar = r.querySelector('[data-testid="upload-progress"]');
+    return bar && bar.max > 0 && bar.value / bar.max >= m;
+  }, [path, min], { timeout, polling: 50 });
+  const row = (await widgetRows(page)).find((r) => r.path === path);
+  check(row.state === 'uploading', `${path} is ${row.state} (${row.status}) before reaching ${Math.round(min * 100)}%`);
+  return row.value / row.max;
+}
+
+// Keeps every text the widget's status line shows from now on (a later
+// announcement replaces a note at once); statusLog(page) returns them.
+export async function recordStatus(page) {
+  await page.evaluate(() => {
+    const el = document.querySelector('[data-testid="upload-status"]');
+    window.__airlockStatusLog = [el.textContent];
+    new MutationObserver(() => window.__airlockStatusLog.push(el.textContent))
+      .observe(el, { childList: true, characterData: true, subtree: true });
+  });
+}
+
+export async function statusLog(page) {
+  return page.evaluate(() => window.__airlockStatusLog || []);
+}
+
+// Records the tus requests the page makes (method, URL, Upload-Offset, and
+// the answer's status and Upload-Offset), in order; `mark` labels the ones
+// that follow (e.g. 'after-restart').
+export function watchTus(page, endpointPart = '/uploads') {
+  const log = { mark: 'start', requests: [] };
+  page.on('request', (r) => {
+    if (!r.url().includes(endpointPart)) return;
+    const h = r.headers();
+    const rec = {
+      mark: log.mark, method: h['x-http-method-override'] || r.method(), url: new URL(r.url()).pathname,
+      offset: h['upload-offset'] !== undefined ? Number(h['upload-offset']) : null, status: null, answerOffset: null,
+    };
+    log.requests.push(rec);
+    r.response().then((resp) => {
+      if (!resp) return;
+      rec.status = resp.status();
+      const o = resp.headers()['upload-offset'];
+      if (o !== undefined) rec.answerOffset = Number(o);
+    }).catch(() => { rec.status = 'failed'; });
+  });
+  return log;
+}

@@ -355,6 +355,8 @@ const out = {
   hidden: ['.DS_Store', 'f/.DS_Store', '.git/config', 'f/.hidden/a.csv', 'f/a.csv', 'a.b', 'f/..x/a']
     .map((p) => h.isHiddenPath(p)),
   split: h.partitionHidden([{path: 'd/a.csv'}, {path: 'd/.DS_Store'}, {path: 'd/.git/x'}, {path: 'b'}]),
+  notes: [h.addedNote(1, []), h.addedNote(2, ['d/.DS_Store']),
+          h.addedNote(0, ['.a', 'b/.c', 'd/.e/f', '.g'])],
   meta: [h.tusMetadata('d/e/a.csv', 'text/csv'), h.tusMetadata('a.csv', '')],
   errors: [h.errorText(413, JSON.stringify({error: {message: 'the file is over the limit of 10 bytes'}})),
            h.errorText(409, JSON.stringify({error: {message: "the name 'a.csv' is taken"}})),
@@ -373,6 +375,10 @@ console.log(JSON.stringify(out));
     assert o["hidden"] == [True, True, True, True, False, False, True]
     assert [i["path"] for i in o["split"]["keep"]] == ["d/a.csv", "b"]
     assert [i["path"] for i in o["split"]["hidden"]] == ["d/.DS_Store", "d/.git/x"]
+    # The hidden files are named (the widget once printed "[object Object]").
+    assert o["notes"] == ["1 file added.",
+                          "2 files added. Left out 1 hidden file (names starting with a dot: d/.DS_Store).",
+                          "0 files added. Left out 4 hidden files (names starting with a dot: .a, b/.c, d/.e/f, ...)."]
     assert o["meta"] == [{"filename": "a.csv", "relativePath": "d/e/a.csv", "filetype": "text/csv"},
                          {"filename": "a.csv"}]
     assert o["errors"] == ["Too big: the file is over the limit of 10 bytes",

@@ -458,6 +458,28 @@ def test_api_uploaded_route_seals_the_uploads_too(up):
     up.a.wait_stage(up.name, "AwaitingApproval", user="res")
 
 
+def test_next_patch_sent_on_the_answer_is_not_locked(up):
+    """A client sends its next PATCH the moment it reads the 204 (browsers on
+    a new connection too): the upload's lock must be gone by then, or the
+    answer is a needless 423 (and a console error in a browser). Each
+    request of tus_client opens its own connection. Before the locks were
+    released ahead of the answer, this saw about 1 in 60 PATCHes locked
+    (1 in 17 under ASan)."""
+    t = up.tus()
+    chunk, n = 4096, 300
+    data = os.urandom(chunk * n)
+    loc = t.create_file("back-to-back.bin", data)
+    locked = 0
+    for i in range(n):
+        r = t.patch(loc, i * chunk, data[i * chunk:(i + 1) * chunk])
+        if r.status_code == 423:
+            locked += 1
+            r = t.patch(loc, i * chunk, data[i * chunk:(i + 1) * chunk])
+        assert r.status_code == 204, f"PATCH {i}: {r.status_code} {r.text}"
+    assert locked == 0, f"{locked} of {n} PATCHes sent right after the previous answer found the upload locked"
+    assert (up.dir / "back-to-back.bin").read_bytes() == data
+
+
 def test_concurrent_patch_of_one_upload_is_locked(up):
     t = up.tus()
     data = os.urandom(8 << 20)

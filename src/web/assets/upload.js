@@ -108,7 +108,21 @@
     return status >= 500 && status !== 507;
   }
 
-  const helpers = { filePath, isHiddenPath, partitionHidden, tusMetadata, formatBytes, errorText, shouldRetry };
+  // The status line after files were added: how many, and the hidden paths
+  // left out, the first three by name (a person should know what is missing).
+  function addedNote(added, hiddenPaths) {
+    let note = `${added} file${added === 1 ? '' : 's'} added.`;
+    const n = hiddenPaths.length;
+    if (n) {
+      const some = hiddenPaths.slice(0, 3).join(', ');
+      note += ` Left out ${n} hidden file${n === 1 ? '' : 's'} (names starting with a dot: ${some}${n > 3 ? ', ...' : ''}).`;
+    }
+    return note;
+  }
+
+  const helpers = {
+    filePath, isHiddenPath, partitionHidden, addedNote, tusMetadata, formatBytes, errorText, shouldRetry,
+  };
   if (typeof module !== 'undefined' && module.exports) {
     module.exports = helpers;
     return;
@@ -407,12 +421,7 @@
         showProgress(it);
         added++;
       }
-      let note = `${added} file${added === 1 ? '' : 's'} added.`;
-      if (hidden.length) {
-        const some = hidden.slice(0, 3).join(', ');
-        note += ` Left out ${hidden.length} hidden file${hidden.length === 1 ? '' : 's'} (names starting with a dot: ${some}${hidden.length > 3 ? ', ...' : ''}).`;
-      }
-      announce(note);
+      announce(addedNote(added, hidden.map((h) => h.path)));
       renderExisting();
       pump();
     }
