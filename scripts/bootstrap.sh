@@ -13,9 +13,9 @@ mkdir -p "$cache"
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
 	libsodium-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libpq-dev libmariadb-dev sqlite3 ca-certificates
-	libcjose-dev nodejs npm)
+	libcjose-dev nodejs)
 # (nodejs and npm install the upload widget's tus-js-client at build time:
-# scripts/web-deps.sh)
+# scripts/web-deps.sh; npm is added below when missing)
 # Real PostgreSQL and MariaDB servers (and their command-line clients, the
 # benchmark's peers) for the runner's tests.
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev valgrind python3-venv openssl
@@ -31,7 +31,7 @@ want=("${build_pkgs[@]}")
 # Debian's nodejs comes without npm (a package of its own); NodeSource's
 # nodejs carries npm and conflicts with that package, so ask for it only
 # when there is no npm at all.
-[ "$mode" = test ] && ! command -v npm >/dev/null 2>&1 && want+=(npm)
+if ! command -v npm >/dev/null 2>&1; then want+=(npm); fi
 
 missing=()
 for p in "${want[@]}"; do
