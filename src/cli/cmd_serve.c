@@ -246,7 +246,8 @@ int cmd_serve(int argc, char **argv)
 		       cfg.workspace_root);
 		if (created)
 			printf("\nFirst start: an account 'admin' was created. Its password is in\n"
-			       "  %s/initial-admin-password\nLog in with:\n"
+			       "  %s/initial-admin-password\n"
+			       "Open the address above in a browser and log in as 'admin' with it, or from the CLI:\n"
 			       "  airlock login --server http://%s%s%s:%u --user admin --password-file %s/initial-admin-password\n",
 			       cfg.data_dir, v6 ? "[" : "", host, v6 ? "]" : "", port, cfg.data_dir);
 		printf("Stop with Ctrl-C.\n");
