@@ -76,6 +76,7 @@ int upload_widget_html(void *ud, const json_t *ds, const char *csrf, struct buf 
 		"<p class=\"hint\">Hidden files (names starting with a dot, such as .DS_Store) are left out.</p>\n"
 		"</div>\n"
 		"<p id=\"upload-status\" data-testid=\"upload-status\" role=\"status\" aria-live=\"polite\"></p>\n"
+		"<p id=\"upload-skipped\" data-testid=\"upload-skipped\" class=\"hint\" hidden></p>\n"
 		"<div class=\"upload-total\">\n"
 		"<label for=\"upload-total\">All files</label>\n"
 		"<progress id=\"upload-total\" data-testid=\"upload-total\" max=\"1\" value=\"0\"></progress>\n"

@@ -73,6 +73,8 @@ await scenario(async (run) => {
       `the status line did not say which hidden file was left out: ${JSON.stringify(await statusLog(p))}`);
     const rows = await waitForWidgetDone(p, folderFiles);
     check(!rows.some((r) => r.path.includes('.DS_Store')), 'the widget lists .DS_Store');
+    const kept = await p.getByTestId('upload-skipped').innerText();
+    check(kept.includes(`${basename(P.folder)}/.DS_Store`), `the widget does not keep the left-out file on screen: ${JSON.stringify(kept)}`);
     check(JSON.stringify(shown(rows, folderFiles)) === JSON.stringify(sha(folderFiles)),
       `the widget shows ${JSON.stringify(shown(rows, folderFiles))}, Python computed ${JSON.stringify(sha(folderFiles))}`);
   });

@@ -97,7 +97,7 @@ def test_upload_page_carries_the_widget(site):
     # What the browser tests drive.
     attrs = {(t, n, v) for t, n, v in tags.attrs}
     for testid in ("upload-widget", "upload-drop", "upload-files", "upload-folder", "upload-status",
-                   "upload-total", "upload-pause-all", "upload-resume-all", "upload-list",
+                   "upload-skipped", "upload-total", "upload-pause-all", "upload-resume-all", "upload-list",
                    "upload-existing", "upload-complete"):
         assert any(n == "data-testid" and v == testid for _, n, v in attrs), testid
     assert ("input", "multiple", None) in attrs

@@ -148,6 +148,9 @@
     const $ = (id) => document.getElementById(id);
     const ui = $('upload-ui');
     const status = $('upload-status');
+    // Hidden files left out, kept on screen (the status line moves on).
+    const skippedEl = $('upload-skipped');
+    const skipped = new Set();
     const list = $('upload-list');
     const total = $('upload-total');
     const totalText = $('upload-total-text');
@@ -422,6 +425,13 @@
         added++;
       }
       announce(addedNote(added, hidden.map((h) => h.path)));
+      if (skippedEl && hidden.length) {
+        for (const h of hidden) skipped.add(h.path);
+        const names = [...skipped];
+        skippedEl.textContent = `Left out (hidden files, names starting with a dot): ${names.slice(0, 10).join(', ')}` +
+          (names.length > 10 ? ` and ${names.length - 10} more` : '') + '.';
+        skippedEl.hidden = false;
+      }
       renderExisting();
       pump();
     }
