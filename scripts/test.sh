@@ -144,6 +144,12 @@ note "Kubernetes test tools"
 if scripts/kube-tools.sh >"$results/kube-tools.log" 2>&1; then
 	tail -n 1 "$results/kube-tools.log"
 	run_pytest "$here/bin/airlock" kube tests/kube
+	# The long-running processes (operator, frontend, uploader) once more as
+	# the ASan+UBSan build: their logs must stay free of sanitizer reports.
+	if [ -x "$here/build/sanitize/bin/airlock" ]; then
+		AIRLOCK_OPERATOR_BIN="$here/build/sanitize/bin/airlock" run_pytest "$here/build/sanitize/bin/airlock" \
+			kube-sanitize tests/kube/test_operator.py tests/kube/test_frontend_kube.py
+	fi
 else
 	tail -n 30 "$results/kube-tools.log"
 	echo "cannot build the Kubernetes test tools"

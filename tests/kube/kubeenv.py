@@ -79,6 +79,23 @@ def find_tools(timeout: float = 3600) -> Path:
     return bin_dir
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(log: Path, context: int = 4000) -> str:
+    """The first sanitizer report (ASan, LSan, UBSan) in a process's log, or ''."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    hits = [text.find(m) for m in SANITIZER_MARKERS if m in text]
+    if not hits:
+        return ""
+    start = max(0, min(hits) - 200)
+    return text[start:start + context]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

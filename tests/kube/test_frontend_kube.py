@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from kubeenv import KubeEnv, free_port
+from kubeenv import KubeEnv, free_port, sanitizer_report
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
@@ -107,6 +107,9 @@ class Proc:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        report = sanitizer_report(self.log_path)
+        if report:
+            raise AssertionError(f"sanitizer report in {self.log_path}:\n{report}")
         return self.proc.returncode
 
 

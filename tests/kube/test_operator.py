@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeenv import KubeEnv, KubeUser
+from kubeenv import KubeEnv, KubeUser, sanitizer_report
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "airlock"
@@ -172,6 +172,9 @@ class Operator:
                 self.proc.wait()
                 raise AssertionError(f"{self.name} did not stop within {timeout} s after signal {sig}")
         self.log.close()
+        report = sanitizer_report(self.log_path)
+        if report:
+            raise AssertionError(f"{self.name}: sanitizer report in its log ({self.log_path}):\n{report}")
         return self.proc.returncode
 
 
