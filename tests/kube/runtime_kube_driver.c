@@ -9,6 +9,9 @@
  *   job-start NAME [--timeout S] [--mount volume:CLASS:NAME:ENV[:ro]]... [--mount secret:NAME:ENV]... -- ARGS...
  *   job-get NAME    job-logs NAME    job-delete NAME
  *   uploader-ensure NAME VOLUME              uploader-delete NAME
+ *   uploader-wake NAME                       uploader-touch NAME
+ *     (uploader_scale.h: the frontend's merge patches, replicas 1 and
+ *     scaled-up-at, or last-activity, stamped with the current time)
  *
  * The runtime's options come from the AIRLOCK_* environment
  * (runtime_kube_options_from_env). Prints one JSON object:
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -26,6 +30,7 @@
 #include "kube/kube.h"
 #include "runtime/runtime.h"
 #include "runtime/runtime_kube.h"
+#include "runtime/uploader_scale.h"
 
 static int usage(const char *why)
 {
@@ -77,6 +82,7 @@ int main(int argc, char **argv)
 	char owner_buf[1024];
 	json_t *res = json_object();
 	const char *cmd;
+	char *ns = NULL; /* opts.namespace, kept past the options */
 	int i = 2, rc, exit_code = 0;
 
 	log_set_level(LOG_WARN);
@@ -108,6 +114,15 @@ int main(int argc, char **argv)
 		runtime_kube_options_free(&opts);
 		kube_config_free(&cfg);
 		kube_client_free(kc);
+		return 1;
+	}
+	/* The uploader commands patch by namespace and name, as the frontend does. */
+	if (!(ns = strdup(opts.namespace ? opts.namespace : ""))) {
+		fprintf(stderr, "out of memory\n");
+		runtime_kube_options_free(&opts);
+		runtime_close(rt);
+		kube_client_free(kc);
+		kube_config_free(&cfg);
 		return 1;
 	}
 	runtime_kube_options_free(&opts);
@@ -190,6 +205,10 @@ int main(int argc, char **argv)
 		rc = runtime_uploader_ensure(rt, argv[i], argv[i + 1], ownerp);
 	} else if (!strcmp(cmd, "uploader-delete") && i < argc) {
 		rc = runtime_uploader_delete(rt, argv[i]);
+	} else if (!strcmp(cmd, "uploader-wake") && i < argc) {
+		rc = uploader_wake(kc, ns, argv[i], (int64_t)time(NULL));
+	} else if (!strcmp(cmd, "uploader-touch") && i < argc) {
+		rc = uploader_activity_touch(kc, ns, argv[i], (int64_t)time(NULL));
 	} else {
 		exit_code = usage("unknown command or missing arguments");
 		goto out;
@@ -203,6 +222,7 @@ int main(int argc, char **argv)
 		free(text);
 	}
 out:
+	free(ns);
 	json_decref(res);
 	runtime_close(rt);
 	kube_client_free(kc);

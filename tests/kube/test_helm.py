@@ -11,9 +11,11 @@ bin dir) or $AIRLOCK_KUBE_BIN.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -493,7 +495,7 @@ def _ensure_namespace(kube, ns: str):
 
 
 @pytest.mark.parametrize("name", ["default", "clusterWide", "watchNamespace", "frontend", "frontend-oidc",
-                                  "frontend-watchNamespace"])
+                                  "frontend-clusterWide", "frontend-watchNamespace"])
 def test_dry_run_server(kube, helm_bin, name):
     """`helm template | kubectl apply --dry-run=server -f -`: the API server
     validates every object (CRDs included) against its schemas and admission."""
@@ -812,3 +814,164 @@ def test_frontend_permissions_as_the_api_server_decides(kube, helm_bin):
     assert not wrong, f"the chart's RBAC refuses what the frontend needs: {wrong}"
     wrong = [c for c in denied if can(c[0], c[1], c[2], *c[3:])]
     assert not wrong, f"the chart's RBAC grants the frontend more than it needs: {wrong}"
+
+
+# ---- the frontend's admission policy -------------------------------------------------------------
+
+def _admission_policy(objs: list[dict]) -> tuple[dict | None, dict | None]:
+    pol = [o for o in objs if o["kind"] == "ValidatingAdmissionPolicy"]
+    bnd = [o for o in objs if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert len(pol) <= 1 and len(bnd) <= 1, (pol, bnd)
+    return (pol[0] if pol else None), (bnd[0] if bnd else None)
+
+
+def test_frontend_admission_policy_renders(helm_bin):
+    """On with the frontend, for its ServiceAccount only, bound to the uploaders'
+    namespace (every namespace with clusterWide, which then refuses the others)."""
+    pol, bnd = _admission_policy(docs(render(helm_bin, "--set", "frontend.enabled=true,namespace=work-x",
+                                             namespace="home-x", release="rel")))
+    assert pol is not None and bnd is not None
+    assert pol["apiVersion"] == bnd["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert pol["metadata"]["name"] == bnd["spec"]["policyName"] == "rel-airlock-frontend-uploaders"
+    assert "namespace" not in pol["metadata"] and "namespace" not in bnd["metadata"]
+    spec = pol["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": ["apps"], "apiVersions": ["*"], "operations": ["UPDATE"], "resources": ["deployments"]}]
+    assert spec["matchConditions"] == [{
+        "name": "frontend-service-account",
+        "expression": 'request.userInfo.username == "system:serviceaccount:home-x:rel-airlock-frontend"'}]
+    assert 'request.namespace == "work-x"' in [v["expression"] for v in spec["validations"]]
+    assert bnd["spec"]["validationActions"] == ["Deny"]
+    assert bnd["spec"]["matchResources"] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "work-x"}}}
+    # clusterWide: the frontend's ClusterRole reaches every namespace, so the binding does too.
+    pol, bnd = _admission_policy(docs(render(helm_bin, *VALUE_SETS["frontend-clusterWide"])))
+    assert pol is not None and "matchResources" not in bnd["spec"]
+    assert 'request.namespace == "jupyterhub"' in [v["expression"] for v in pol["spec"]["validations"]]
+    # Off on request, and without the frontend.
+    for args in (["--set", "frontend.enabled=true,frontend.admissionPolicy.enabled=false"], []):
+        assert _admission_policy(docs(render(helm_bin, *args))) == (None, None)
+
+
+def _uploader_like(name: str, ns: str) -> dict:
+    """A Deployment as runtime_kube's uploader_deployment() makes it: its labels,
+    0 replicas, an owner annotation."""
+    labels = {"app.kubernetes.io/managed-by": "airlock", "app.kubernetes.io/part-of": "airlock",
+              "app.kubernetes.io/name": "airlock-uploader", "app.kubernetes.io/instance": name}
+    sel = {"app.kubernetes.io/name": "airlock-uploader", "app.kubernetes.io/instance": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels,
+                         "annotations": {"xlscsde.nhs.uk/owner": "AnalyticsWorkspaceDataSource/ds-x"}},
+            "spec": {"replicas": 0, "selector": {"matchLabels": sel},
+                     "template": {"metadata": {"labels": {**sel, "app.kubernetes.io/managed-by": "airlock"}},
+                                  "spec": {"containers": [{"name": "uploader", "image": "airlock:0.1.0",
+                                                           "args": ["uploader"]}]}}}}
+
+
+def test_frontend_admission_policy_as_the_api_server_decides(kube, helm_bin):
+    """The chart installed for real with the frontend; as the frontend's
+    ServiceAccount (impersonated), merge patches like uploader_wake's and
+    uploader_activity_touch's on an uploader pass, everything else is refused
+    with the policy's message; the operator's ServiceAccount is not affected."""
+    suffix = uuid.uuid4().hex[:6]
+    ns, release = f"vap-{suffix}", f"v{suffix}"
+    _ensure_namespace(kube, ns)
+    kube.helm("install", release, str(CHART), "-n", ns, "--set", f"namespace={ns},frontend.enabled=true")
+    policy = f"{release}-airlock-frontend-uploaders"
+    operator_dep = f"{release}-airlock-operator"
+    frontend = ["--as", f"system:serviceaccount:{ns}:{release}-airlock-frontend",
+                "--as-group", "system:serviceaccounts", "--as-group", f"system:serviceaccounts:{ns}",
+                "--as-group", "system:authenticated"]
+    operator = ["--as", f"system:serviceaccount:{ns}:{operator_dep}",
+                "--as-group", "system:serviceaccounts", "--as-group", f"system:serviceaccounts:{ns}",
+                "--as-group", "system:authenticated"]
+    try:
+        # The operator makes the uploader (as in a cluster: its own ServiceAccount).
+        kube.kubectl("apply", "-f", "-", *operator, input=yaml.safe_dump(_uploader_like("upload-abc", ns)))
+
+        def patch(who: list[str], name: str, body: dict) -> subprocess.CompletedProcess:
+            return kube.kubectl("patch", "deployment", name, "-n", ns, "--type=merge", "-p", json.dumps(body),
+                                *who, check=False)
+
+        def get(name: str) -> dict:
+            return kube.kubectl_json("get", "deployment", name, "-n", ns)
+
+        # A new policy takes effect once the API server has loaded it (about a second).
+        deadline = time.monotonic() + 60
+        while True:
+            out = patch(frontend, operator_dep, {"spec": {"replicas": 0}})
+            if out.returncode != 0 and policy in out.stderr:
+                break
+            assert out.returncode != 0 or time.monotonic() < deadline, \
+                f"the policy never refused the frontend's patch of {operator_dep}: {out.stdout}{out.stderr}"
+            if out.returncode == 0:
+                kube.kubectl("patch", "deployment", operator_dep, "-n", ns, "--type=merge",
+                             "-p", '{"spec":{"replicas":2}}')
+            time.sleep(0.5)
+        assert "is not an airlock uploader" in out.stderr, out.stderr
+        # (Its status.typeChecking is written by kube-controller-manager, which the
+        # test control plane does not run: an expression that does not compile
+        # fails closed, which the allowed patches below would show.)
+
+        # What the frontend sends (src/runtime/uploader_scale.c): allowed.
+        woke = {"metadata": {"annotations": {"xlscsde.nhs.uk/scaled-up-at": "2025-01-31T12:00:00Z"}},
+                "spec": {"replicas": 1}}
+        out = patch(frontend, "upload-abc", woke)
+        assert out.returncode == 0, out.stderr
+        out = patch(frontend, "upload-abc", {"metadata": {"annotations": {
+            "xlscsde.nhs.uk/last-activity": "2025-01-31T12:05:00Z"}}})
+        assert out.returncode == 0, out.stderr
+        dep = get("upload-abc")
+        assert dep["spec"]["replicas"] == 1
+        assert dep["metadata"]["annotations"]["xlscsde.nhs.uk/scaled-up-at"] == "2025-01-31T12:00:00Z"
+        assert dep["metadata"]["annotations"]["xlscsde.nhs.uk/last-activity"] == "2025-01-31T12:05:00Z"
+        assert patch(frontend, "upload-abc", {"spec": {"replicas": 0}}).returncode == 0
+
+        # Anything else: refused, naming the policy and what was wrong.
+        refused = [
+            ({"spec": {"template": {"spec": {"containers": [{"name": "uploader", "image": "evil:1"}]}}}},
+             "not spec.template"),
+            ({"spec": {"replicas": 5}}, "only to 0 or 1, not 5"),
+            ({"spec": {"paused": True}}, "not spec.paused"),
+            ({"metadata": {"labels": {"app.kubernetes.io/instance": "other"}}},
+             "labels (app.kubernetes.io/instance)"),
+            ({"metadata": {"labels": {"extra": "x"}}}, "labels (extra)"),
+            ({"metadata": {"annotations": {"xlscsde.nhs.uk/owner": "someone-else"}}}, "not xlscsde.nhs.uk/owner"),
+            ({"metadata": {"annotations": {"xlscsde.nhs.uk/scaled-up-at": "forever"}}}, "only to a UTC time"),
+            ({"metadata": {"annotations": {"xlscsde.nhs.uk/last-activity": None}}}, "may not remove them"),
+            ({"metadata": {"finalizers": ["example.org/hold"]}}, "owner references or finalizers"),
+        ]
+        before = get("upload-abc")
+        for body, needle in refused:
+            out = patch(frontend, "upload-abc", body)
+            assert out.returncode != 0, f"the frontend's patch {body} was allowed"
+            assert policy in out.stderr and needle in out.stderr, f"{body}: {out.stderr}"
+        after = get("upload-abc")
+        assert after["spec"] == before["spec"] and after["metadata"]["labels"] == before["metadata"]["labels"]
+        assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+
+        # Any other Deployment, however little is patched: refused.
+        for body in ({"spec": {"replicas": 1}},
+                     {"spec": {"template": {"spec": {"containers": [{"name": "operator", "image": "evil:1"}]}}}},
+                     {"metadata": {"annotations": {"xlscsde.nhs.uk/last-activity": "2025-01-31T12:05:00Z"}}}):
+            out = patch(frontend, operator_dep, body)
+            assert out.returncode != 0 and "is not an airlock uploader" in out.stderr, f"{body}: {out.stderr}"
+        # Nor can it relabel one into an uploader: the labels are read from before the patch.
+        out = patch(frontend, operator_dep, {"metadata": {"labels": {"app.kubernetes.io/name": "airlock-uploader",
+                                                                     "app.kubernetes.io/managed-by": "airlock"}}})
+        assert out.returncode != 0 and "is not an airlock uploader" in out.stderr, out.stderr
+        assert "evil" not in json.dumps(get(operator_dep)["spec"])
+
+        # The operator's ServiceAccount is not affected (it owns the uploaders).
+        out = patch(operator, "upload-abc", {"spec": {"replicas": 5, "template": {"spec": {"containers": [
+            {"name": "uploader", "image": "airlock:0.2.0"}]}}}})
+        assert out.returncode == 0, out.stderr
+        dep = get("upload-abc")
+        assert dep["spec"]["replicas"] == 5
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "airlock:0.2.0"
+    finally:
+        kube.helm("uninstall", release, "-n", ns, check=False)
+    # Uninstalled with the release (cluster-scoped, so not with a namespace).
+    out = kube.kubectl("get", "validatingadmissionpolicy", policy, check=False)
+    assert out.returncode != 0 and "NotFound" in out.stderr, out.stdout + out.stderr

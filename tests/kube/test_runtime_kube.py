@@ -18,6 +18,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -514,3 +515,73 @@ def test_nothing_was_forbidden_by_the_charts_rbac(rt):
     only refusals were the runtime's own (objects it did not make)."""
     forbidden = [o for o in rt.outputs if "is forbidden: User" in o]
     assert not forbidden, forbidden
+
+
+def test_frontend_patches_pass_the_charts_admission_policy(rt, tmp_path):
+    """The chart's ValidatingAdmissionPolicy against what is really sent and
+    made: an uploader Deployment from runtime_kube (as the operator), woken and
+    touched by uploader_wake / uploader_activity_touch (src/runtime/uploader_scale.c)
+    with a real token of the frontend's ServiceAccount; the same token may not
+    change the uploader's image."""
+    kube, ns, home = rt.kube, rt.ns, f"rth-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", home)
+    manifest = kube.helm("template", "airlock", str(CHART), "-n", home,
+                         "--set", f"frontend.enabled=true,namespace={ns},watchNamespace={ns}").stdout
+    objs = [d for d in yaml.safe_load_all(manifest) if d and (
+        d["kind"] in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+        or (d["kind"] in ("ServiceAccount", "Role", "RoleBinding")
+            and d["metadata"]["labels"].get("app.kubernetes.io/component") == "frontend"))]
+    assert sorted(d["kind"] for d in objs) == ["Role", "RoleBinding", "ServiceAccount",
+                                               "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    policy = next(d for d in objs if d["kind"] == "ValidatingAdmissionPolicy")["metadata"]["name"]
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
+    try:
+        # A real token of the frontend's ServiceAccount (TokenRequest), in a kubeconfig.
+        token = kube.kubectl("create", "token", "airlock-frontend", "-n", home).stdout.strip()
+        cfg = json.loads(kube.kubeconfig().read_text())
+        cfg["users"][0]["user"] = {"token": token}
+        kcfg = tmp_path / "kubeconfig-frontend"
+        kcfg.write_text(json.dumps(cfg))
+        kcfg.chmod(0o600)
+
+        name, vol = f"upload-vap-{rt.ds_uid}"[:63], f"ds-vap-{rt.ds_uid}"
+        rt.ok("uploader-ensure", name, vol)
+
+        def as_frontend(*args: str) -> dict:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+            env.update(SETTINGS, AIRLOCK_NAMESPACE=ns)
+            proc = subprocess.run([str(rt.driver), str(kcfg), *args], capture_output=True, text=True, env=env,
+                                  timeout=120)
+            assert proc.returncode == 0, f"driver {' '.join(args)}: {proc.stderr}"
+            return json.loads(proc.stdout)
+
+        # The policy is in force once the API server has loaded it: the
+        # frontend's token changing the uploader's image is refused.
+        bad = json.dumps({"spec": {"template": {"spec": {"containers": [{"name": "uploader", "image": "evil:1"}]}}}})
+        deadline = time.monotonic() + 60
+        while True:
+            out = kube.kubectl("--kubeconfig", str(kcfg), "patch", "deployment", name, "-n", ns, "--type=merge",
+                               "-p", bad, check=False)
+            assert out.returncode != 0 or time.monotonic() < deadline, "the policy never refused the image change"
+            if out.returncode != 0:
+                break
+            # Not loaded yet: put the image back (as admin) and try again.
+            kube.kubectl("patch", "deployment", name, "-n", ns, "--type=merge", "-p", json.dumps(
+                {"spec": {"template": {"spec": {"containers": [{"name": "uploader", "image": UPLOADER_IMAGE}]}}}}))
+            time.sleep(0.5)
+        assert policy in out.stderr and "not spec.template" in out.stderr, out.stderr
+
+        res = as_frontend("uploader-wake", name)
+        assert res["rc"] == "ok", res
+        res = as_frontend("uploader-touch", name)
+        assert res["rc"] == "ok", res
+        dep = rt.get("deployment", name)
+        assert dep["spec"]["replicas"] == 1
+        ann = dep["metadata"]["annotations"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ann["xlscsde.nhs.uk/scaled-up-at"]), ann
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ann["xlscsde.nhs.uk/last-activity"]), ann
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == UPLOADER_IMAGE
+        rt.ok("uploader-delete", name)
+    finally:
+        kube.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy,
+                     "--ignore-not-found", check=False)
