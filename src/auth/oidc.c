@@ -895,11 +895,37 @@ out:
 	return rc;
 }
 
+/* A token request's form holds a code, verifier or refresh token. */
+static void wipe_form(struct buf *form)
+{
+	if (form->ptr)
+		sodium_memzero(form->ptr, form->len);
+	buf_free(form);
+}
+
+/* One call of the token endpoint with a grant (the code exchange or a
+ * refresh), then the tokens checked as tokens_from_answer says. The form
+ * holds the grant's own parameters; it and the answer are wiped here. */
+static int token_grant(struct oidc *o, struct buf *form, const char *what, const char *nonce, int id_required,
+		       const char *subject, struct oidc_tokens *out)
+{
+	json_t *answer = NULL;
+	int rc = token_call(o, form, what, &answer);
+
+	if (!rc)
+		rc = tokens_from_answer(o, answer, nonce, id_required, subject, out);
+	wipe_form(form);
+	wipe_token_answer(answer);
+	json_decref(answer);
+	if (rc)
+		oidc_tokens_free(out);
+	return rc;
+}
+
 int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri, const char *code_verifier,
 		      const char *nonce, struct oidc_tokens *out)
 {
 	struct buf form;
-	json_t *answer = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -908,30 +934,18 @@ int oidc_login_finish(struct oidc *o, const char *code, const char *redirect_uri
 		return al_error_set(AL_ERR_INVALID, "oidc: browser login needs oidc.clientSecretFile");
 	if (!code || !*code || !redirect_uri || !code_verifier || !nonce)
 		return al_error_set(AL_ERR_INVALID, "oidc login: code, redirect URI, code verifier and nonce are required");
-	if ((rc = ensure_discovered(o)))
+	if ((rc = ensure_discovered(o)) || (rc = add_param(&form, "grant_type", "authorization_code")) ||
+	    (rc = add_param(&form, "code", code)) || (rc = add_param(&form, "redirect_uri", redirect_uri)) ||
+	    (rc = add_param(&form, "code_verifier", code_verifier))) {
+		wipe_form(&form);
 		return rc;
-	if ((rc = add_param(&form, "grant_type", "authorization_code")) || (rc = add_param(&form, "code", code)) ||
-	    (rc = add_param(&form, "redirect_uri", redirect_uri)) ||
-	    (rc = add_param(&form, "code_verifier", code_verifier)))
-		goto out;
-	if ((rc = token_call(o, &form, "login", &answer)))
-		goto out;
-	rc = tokens_from_answer(o, answer, nonce, 1, NULL, out);
-out:
-	if (form.ptr)
-		sodium_memzero(form.ptr, form.len);
-	buf_free(&form);
-	wipe_token_answer(answer);
-	json_decref(answer);
-	if (rc)
-		oidc_tokens_free(out);
-	return rc;
+	}
+	return token_grant(o, &form, "login", nonce, 1, NULL, out);
 }
 
 int oidc_refresh(struct oidc *o, const char *refresh_token, const char *subject, struct oidc_tokens *out)
 {
 	struct buf form;
-	json_t *answer = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -940,23 +954,12 @@ int oidc_refresh(struct oidc *o, const char *refresh_token, const char *subject,
 		return al_error_set(AL_ERR_INVALID, "oidc: refreshing a web session needs oidc.clientSecretFile");
 	if (!refresh_token || !*refresh_token || !subject || !*subject)
 		return al_error_set(AL_ERR_INVALID, "oidc refresh: the refresh token and the subject are required");
-	if ((rc = ensure_discovered(o)))
+	if ((rc = ensure_discovered(o)) || (rc = add_param(&form, "grant_type", "refresh_token")) ||
+	    (rc = add_param(&form, "refresh_token", refresh_token))) {
+		wipe_form(&form);
 		return rc;
-	if ((rc = add_param(&form, "grant_type", "refresh_token")) ||
-	    (rc = add_param(&form, "refresh_token", refresh_token)))
-		goto out;
-	if ((rc = token_call(o, &form, "refresh", &answer)))
-		goto out;
-	rc = tokens_from_answer(o, answer, NULL, 0, subject, out);
-out:
-	if (form.ptr)
-		sodium_memzero(form.ptr, form.len);
-	buf_free(&form);
-	wipe_token_answer(answer);
-	json_decref(answer);
-	if (rc)
-		oidc_tokens_free(out);
-	return rc;
+	}
+	return token_grant(o, &form, "refresh", NULL, 0, subject, out);
 }
 
 int oidc_logout_url(struct oidc *o, const char *id_token_hint, const char *post_logout_redirect_uri, char **out)

@@ -74,24 +74,7 @@ static void emit(struct page *p, const char *fmt, ...)
 		p->err = rc;
 }
 
-/* A string at a dotted path ("status.manifest.digest"), or NULL. */
-static const char *jstr(const json_t *o, const char *path)
-{
-	char key[64];
-	const char *p = path;
-	while (o && *p) {
-		const char *dot = strchr(p, '.');
-		size_t n = dot ? (size_t)(dot - p) : strlen(p);
-		if (n >= sizeof(key))
-			return NULL;
-		memcpy(key, p, n);
-		key[n] = '\0';
-		o = json_object_get(o, key);
-		p += n + (dot ? 1 : 0);
-	}
-	return json_string_value(o);
-}
-
+/* The value at a dotted path ("status.manifest.digest"), or NULL. */
 static const json_t *jget(const json_t *o, const char *path)
 {
 	char key[64];
@@ -107,6 +90,12 @@ static const json_t *jget(const json_t *o, const char *path)
 		p += n + (dot ? 1 : 0);
 	}
 	return o;
+}
+
+/* A string at a dotted path, or NULL. */
+static const char *jstr(const json_t *o, const char *path)
+{
+	return json_string_value(jget(o, path));
 }
 
 static const char *label_of(const json_t *obj, const char *key)

@@ -279,6 +279,20 @@ static int open_secret(const char *id, const unsigned char *blob, size_t blob_le
 	return AL_OK;
 }
 
+/* ?1 the id's hash, ?2 the data, ?3 the sealed secret (or NULL): the
+ * columns INSERT and UPDATE of a session share. Bound without copies: the
+ * buffers must outlive the step. */
+static void bind_session_row(sqlite3_stmt *st, const char *hash, const char *text, const unsigned char *blob,
+			     size_t blob_len)
+{
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+	if (blob)
+		sqlite3_bind_blob(st, 3, blob, (int)blob_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 3);
+}
+
 int session_create(struct session_store *s, const json_t *data, const char *secret, struct session *out)
 {
 	char hash[UTIL_SHA256_HEX_LEN + 1];
@@ -317,12 +331,7 @@ int session_create(struct session_store *s, const json_t *data, const char *secr
 			    "VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
 			    &st);
 	if (!rc) {
-		sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-		if (blob)
-			sqlite3_bind_blob(st, 3, blob, (int)blob_len, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 3);
+		bind_session_row(st, hash, text, blob, blob_len);
 		sqlite3_bind_int64(st, 4, now);
 		sqlite3_bind_int64(st, 5, out->expires_at);
 		if (sqlite3_step(st) != SQLITE_DONE)
@@ -470,12 +479,7 @@ int session_update(struct session_store *s, const char *id, const json_t *data, 
 			    "WHERE id_hash = ?1 AND expires_at > ?4 AND last_seen > ?5",
 			    &st);
 	if (!rc) {
-		sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-		if (blob)
-			sqlite3_bind_blob(st, 3, blob, (int)blob_len, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 3);
+		bind_session_row(st, hash, text, blob, blob_len);
 		sqlite3_bind_int64(st, 4, now);
 		sqlite3_bind_int64(st, 5, now - s->idle);
 		if (sqlite3_step(st) != SQLITE_DONE)
