@@ -13,7 +13,7 @@
 import { basename } from 'node:path';
 import {
   scenario, check, loginWithKeycloak, createUploadedDatasource, waitForUploadForm, allFilesUploaded,
-  stageOf, waitForStage, openReview, manifestOf, approve, throttleUploads, widgetRow, widgetRows,
+  stageOf, waitForStage, openReview, checkManifest, approveAndSeeDecision, throttleUploads, widgetRow, widgetRows,
   waitForWidgetDone, waitForProgress, watchTus, recordStatus, statusLog,
 } from './lib.mjs';
 
@@ -199,19 +199,10 @@ await scenario(async (run) => {
       check((await p.locator('h1').innerText()).includes('Clinic imaging export 2024'), 'the review page has another title');
     });
     await run.step('sees the manifest: every file with its SHA-256, no hidden file', who, async (p) => {
-      const m = await manifestOf(p);
-      seen.push(m);
-      const want = Object.entries(P.sha256).sort();
-      const got = m.files.map((f) => [f.path, f.sha256]).sort();
-      check(JSON.stringify(got) === JSON.stringify(want),
-        `the manifest shows ${JSON.stringify(got)}, Python computed ${JSON.stringify(want)}`);
-      check(/^[0-9a-f]{64}$/.test(m.digest), `manifest digest ${m.digest}`);
+      seen.push(await checkManifest(p, P.sha256, 'Python computed'));
     });
     await run.step(`approves as ${a.type}`, who, async (p) => {
-      await approve(p, name, a.type);
-      const row = p.locator('h2:text-is("Decisions") + .table-wrap tbody tr', { hasText: a.user });
-      check(await row.count() >= 1, `the Decisions table does not show ${a.user}'s approval`);
-      check((await row.first().innerText()).includes(a.type), `${a.user}'s decision is not recorded as ${a.type}`);
+      await approveAndSeeDecision(p, name, a.user, a.type);
     });
   }
   run.data.manifests = seen;

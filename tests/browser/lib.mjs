@@ -384,6 +384,26 @@ export async function approve(page, name, type) {
   if (await refused.count()) throw new Error(`the approval was refused: ${await refused.first().innerText()}`);
 }
 
+// On a review page: the manifest lists exactly `want` ({path: sha256}) and
+// shows its digest. Returns what manifestOf read.
+export async function checkManifest(page, want, whose) {
+  const m = await manifestOf(page);
+  const expect = Object.entries(want).sort();
+  const got = m.files.map((f) => [f.path, f.sha256]).sort();
+  check(JSON.stringify(got) === JSON.stringify(expect),
+    `the manifest shows ${JSON.stringify(got)}, ${whose} ${JSON.stringify(expect)}`);
+  check(/^[0-9a-f]{64}$/.test(m.digest), `manifest digest ${m.digest}`);
+  return m;
+}
+
+// approve(), then the Decisions table shows `user`'s approval as `type`.
+export async function approveAndSeeDecision(page, name, user, type) {
+  await approve(page, name, type);
+  const row = page.locator('h2:text-is("Decisions") + .table-wrap tbody tr', { hasText: user });
+  check(await row.count() >= 1, `the Decisions table does not show ${user}'s approval`);
+  check((await row.first().innerText()).includes(type), `${user}'s decision is not recorded as ${type}`);
+}
+
 // Horizontal overflow of the page at its current viewport: the document
 // wider than the window, and the widest elements that stick out (for the
 // failure message). Scrolling inside a .table-wrap is by design, not overflow.

@@ -6,7 +6,7 @@
 // passwords {user: password}.
 import {
   scenario, check, login, createUploadedDatasource, waitForUploadForm, allFilesUploaded,
-  stageOf, waitForStage, openReview, manifestOf, approve,
+  stageOf, waitForStage, openReview, checkManifest, approveAndSeeDecision,
 } from './lib.mjs';
 
 await scenario(async (run) => {
@@ -53,19 +53,10 @@ await scenario(async (run) => {
       await openReview(p, name);
     });
     await run.step('sees the manifest with the sha256 of each file', who, async (p) => {
-      const m = await manifestOf(p);
-      seen.push(m);
-      const want = Object.entries(uploaded.files).sort();
-      const got = m.files.map((f) => [f.path, f.sha256]).sort();
-      check(JSON.stringify(got) === JSON.stringify(want),
-        `the manifest shows ${JSON.stringify(got)}, Python uploaded ${JSON.stringify(want)}`);
-      check(/^[0-9a-f]{64}$/.test(m.digest), `manifest digest ${m.digest}`);
+      seen.push(await checkManifest(p, uploaded.files, 'Python uploaded'));
     });
     await run.step(`approves as ${a.type}`, who, async (p) => {
-      await approve(p, name, a.type);
-      const row = p.locator('h2:text-is("Decisions") + .table-wrap tbody tr', { hasText: a.user });
-      check(await row.count() >= 1, `the Decisions table does not show ${a.user}'s approval`);
-      check((await row.first().innerText()).includes(a.type), `${a.user}'s decision is not recorded as ${a.type}`);
+      await approveAndSeeDecision(p, name, a.user, a.type);
     });
   }
   run.data.manifests = seen;

@@ -41,6 +41,31 @@ def sanitizer_report(log: Path, context: int = 4000) -> str:
     return text[start:start + context]
 
 
+def stop_server(proc, log: Path, what: str, sig=signal.SIGTERM):
+    """Stops a server process started by a fixture (None: already stopped).
+    A SIGTERM stop must end cleanly (exit 0, within 30 s); under any stop, a
+    sanitizer report in its log (ASan, LSan at exit, UBSan) fails the test
+    that owns the server."""
+    problem = None
+    if proc and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            problem = f"{what} did not stop within 30 s of signal {sig}"
+        if problem is None and sig == signal.SIGTERM and proc.returncode != 0:
+            problem = f"{what} exited {proc.returncode} on SIGTERM"
+    if proc and proc.stdout:
+        proc.stdout.close()
+    report = sanitizer_report(log)
+    if report:
+        problem = (problem + "; " if problem else "") + "sanitizer report in its log:\n" + report
+    if problem:
+        raise AssertionError(f"{problem}\n(log: {log})")
+
+
 class Airlock:
     """One running embedded airlock with its own data directory."""
 
@@ -92,28 +117,8 @@ class Airlock:
         raise RuntimeError("airlock serve never became ready")
 
     def stop(self, sig=signal.SIGTERM):
-        """Stops the server. A SIGTERM stop must end cleanly (exit 0, in
-        time); under any stop, a sanitizer report in the server's log (ASan,
-        LSan at exit, UBSan) fails the test that owns the server."""
-        problem = None
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                problem = f"airlock serve did not stop within 30 s of signal {sig}"
-            if problem is None and sig == signal.SIGTERM and self.proc.returncode != 0:
-                problem = f"airlock serve exited {self.proc.returncode} on SIGTERM"
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
-        self.proc = None
-        report = sanitizer_report(self.log)
-        if report:
-            problem = (problem + "; " if problem else "") + "sanitizer report in its log:\n" + report
-        if problem:
-            raise AssertionError(f"{problem}\n(log: {self.log})")
+        proc, self.proc = self.proc, None
+        stop_server(proc, self.log, "airlock serve", sig)
 
     def kill9(self):
         self.stop(signal.SIGKILL)

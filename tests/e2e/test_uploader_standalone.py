@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BIN, sanitizer_report
+from conftest import BIN, stop_server
 from tus_client import Tus, metadata
 
 SECRET = "a-shared-secret-from-a-kubernetes-secret"
@@ -54,27 +54,8 @@ class Uploader:
         raise RuntimeError("airlock uploader did not start in time")
 
     def stop(self, sig=signal.SIGTERM):
-        """As conftest.Airlock.stop: a clean exit on SIGTERM, and no
-        sanitizer report in the log under any stop."""
-        problem = None
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                problem = f"airlock uploader did not stop within 30 s of signal {sig}"
-            if problem is None and sig == signal.SIGTERM and self.proc.returncode != 0:
-                problem = f"airlock uploader exited {self.proc.returncode} on SIGTERM"
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
-        self.proc = None
-        report = sanitizer_report(self.log)
-        if report:
-            problem = (problem + "; " if problem else "") + "sanitizer report in its log:\n" + report
-        if problem:
-            raise AssertionError(f"{problem}\n(log: {self.log})")
+        proc, self.proc = self.proc, None
+        stop_server(proc, self.log, "airlock uploader", sig)
 
     def tus(self, user="alice", secret=SECRET):
         h = {}
